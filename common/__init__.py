@@ -1,0 +1,1 @@
+"""Code shared by every stage: config, models, data records, hygiene, tracking, runs."""

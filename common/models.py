@@ -1,0 +1,132 @@
+"""One way to turn a model name or folder into a loaded model + tokenizer, for every stage.
+
+A model spec is one of:
+- `smollm2-135m-instruct` (alias `default`): the embedded default, converted by `make setup`
+  into `$RLHFKIT_CACHE/models/smollm2-135m-instruct` (default cache: `<repo>/.cache`);
+- `tiny-random`: a tiny random-init Llama built locally on first use (tests, smoke runs);
+- a local folder: full weights, or a LoRA adapter whose `adapter_config.json` names its base
+  (itself a spec, resolved the same way) — the adapter is merged unless asked otherwise;
+- anything else is taken as a hub id (works only on a machine with internet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_MODEL = "tiny-random"
+ALIASES = {"default": DEFAULT_MODEL}
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model spec that names nothing loadable; the message says how to make it."""
+
+
+def cache_root() -> Path:
+    """`$RLHFKIT_CACHE`, else `.cache/` in the source checkout, else `~/.cache/rlhfkit`."""
+    env = os.environ.get("RLHFKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file():
+        return repo / ".cache"
+    return Path.home() / ".cache" / "rlhfkit"
+
+
+def builtin_model_dir(name: str) -> Path:
+    return cache_root() / "models" / name
+
+
+def is_complete_model_dir(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or (folder / ADAPTER_CONFIG).is_file()
+
+
+def resolve_model(spec: str) -> str:
+    """A spec → a local folder path (as str) or a hub id. Builds `tiny-random` on demand."""
+    spec = ALIASES.get(spec, spec)
+    if spec == DEFAULT_MODEL:
+        folder = builtin_model_dir(DEFAULT_MODEL)
+        if not is_complete_model_dir(folder):
+            raise ModelNotFoundError(
+                f"the default model '{DEFAULT_MODEL}' is not installed at {folder}; "
+                "run `make setup` (or `python -m common.default_model`) to install it"
+            )
+        return str(folder)
+    if spec == TINY_MODEL:
+        from common.tiny_model import build_tiny_model
+
+        folder = builtin_model_dir(TINY_MODEL)
+        if not is_complete_model_dir(folder):
+            build_tiny_model(folder)
+        return str(folder)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not is_complete_model_dir(path):
+            raise ModelNotFoundError(
+                f"{spec} is not a model folder (no config.json or {ADAPTER_CONFIG}); "
+                "a stage's output model lives in runs/<stage>/<name>/model"
+            )
+        return str(path)
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.startswith("runs")
+    if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelNotFoundError(
+            f"model '{spec}' not found: no such folder"
+            + (" (and HF_HUB_OFFLINE=1 rules out the hub)" if not looks_local else "")
+            + f"; use '{DEFAULT_MODEL}', '{TINY_MODEL}', or the model folder of an earlier stage's run"
+        )
+    return spec
+
+
+def adapter_base(folder: str) -> str | None:
+    """The base-model spec a LoRA adapter folder was trained on, or None for full weights."""
+    cfg = Path(folder) / ADAPTER_CONFIG
+    if not cfg.is_file():
+        return None
+    return json.loads(cfg.read_text())["base_model_name_or_path"]
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    folder = resolve_model(spec)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(
+    spec: str,
+    *,
+    model_class: Any = None,
+    dtype: torch.dtype = torch.float32,
+    merge_adapter: bool = True,
+    **model_kwargs: Any,
+):
+    """Load `spec` (see module doc) as `model_class` (default: a causal LM) + its tokenizer.
+
+    A LoRA folder loads its base, then the adapter on top: merged into plain weights by
+    default (what the next stage wants), or kept as a trainable `PeftModel`.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model_class = model_class or AutoModelForCausalLM
+    folder = resolve_model(spec)
+    base_spec = adapter_base(folder)
+    tokenizer = load_tokenizer(folder)
+    if base_spec is None:
+        model = model_class.from_pretrained(folder, dtype=dtype, **model_kwargs)
+        return model, tokenizer
+    from peft import PeftModel
+
+    base, _ = load_model_and_tokenizer(base_spec, model_class=model_class, dtype=dtype, **model_kwargs)
+    model = PeftModel.from_pretrained(base, folder, is_trainable=not merge_adapter)
+    if merge_adapter:
+        model = model.merge_and_unload()
+    return model, tokenizer

@@ -1,0 +1,39 @@
+"""Choosing the training precision: bf16 where the hardware runs it fast, fp32 otherwise."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matmul units (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(requested: str) -> Literal["bf16", "fp32"]:
+    """`auto` → bf16 on a bf16-capable GPU or CPU, else fp32; explicit values are kept."""
+    if requested == "fp32":
+        return "fp32"
+    if torch.cuda.is_available():
+        supported = torch.cuda.is_bf16_supported()
+    else:
+        supported = cpu_has_fast_bf16()
+    if requested == "bf16":
+        if not supported:
+            log.warning("precision=bf16 requested but this device has no fast bf16; it will run, slowly")
+        return "bf16"
+    return "bf16" if supported else "fp32"

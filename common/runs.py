@@ -1,0 +1,54 @@
+"""Run folders: `<output_root>/<run_name>/` holds a stage's checkpoints, logs and final output.
+
+The final output (`model/`) is written to `model.tmp/` and renamed when complete, so a
+folder named `model` is always whole; a run that stops early keeps only its checkpoints.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from transformers.trainer_utils import get_last_checkpoint
+
+FINAL = "model"
+CHECKPOINTS = "checkpoints"
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+def run_dir_for(output_root: str, run_name: str) -> Path:
+    return Path(output_root) / run_name
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """A finished run is never overwritten by accident; an unfinished one is resumable."""
+    if (run_dir / FINAL).exists():
+        if not overwrite:
+            raise RunExistsError(
+                f"{run_dir} already holds a finished run; pick another run_name or pass --overwrite true"
+            )
+        shutil.rmtree(run_dir)
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    ckpts = run_dir / CHECKPOINTS
+    return get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+
+
+def resolve_resume(run_dir: Path, resume: str) -> str | None:
+    """`auto`: the newest checkpoint if any; `never`: none; else a checkpoint path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        return latest_checkpoint(run_dir)
+    if not Path(resume).is_dir():
+        raise FileNotFoundError(f"resume: no checkpoint folder at {resume}")
+    return resume
+
+
+def publish(tmp: Path, final: Path) -> None:
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)

@@ -1,0 +1,52 @@
+"""Experiment tracking: W&B (offline unless configured) plus a plain metrics file per run.
+
+W&B is configured through its environment variables before the trainer starts, so the
+transformers `WandbCallback` (which logs from rank 0 only) picks them up. The mode comes
+from the recipe's `wandb_mode`, else `$WANDB_MODE`, else `offline`. Runs land under the run
+folder: `<run>/wandb/offline-run-*` (`wandb sync` uploads one later).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def setup_wandb(run_dir: Path, project: str, run_name: str, mode: str | None) -> list[str]:
+    """Point W&B at `run_dir`; returns the `report_to` list for the trainer."""
+    mode = mode or os.environ.get("WANDB_MODE") or "offline"
+    if mode == "disabled":
+        return []
+    os.environ["WANDB_MODE"] = mode
+    os.environ["WANDB_DIR"] = str(run_dir)
+    os.environ.setdefault("WANDB_PROJECT", project)
+    os.environ["WANDB_NAME"] = run_name
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return ["wandb"]
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Appends every logged dict, with step and wall time, to `<run>/metrics.jsonl` (rank 0)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""Stage 2b: reward model trained on preference pairs and rankings (issue #4; not built yet)."""
