@@ -231,6 +231,8 @@ def parse_args(cls: type[T], argv: list[str] | None = None, prog: str = "") -> T
             raise ConfigError(f"command line: --{key} needs a value")
         if key == "config":
             config_path = value_text
+        elif key in ("local_rank", "local-rank"):
+            pass  # added by the deepspeed launcher; the rank is read from the environment
         else:
             overrides.append((key.replace("-", "_"), _parse_value(value_text)))
     data = load_yaml(config_path) if config_path else {}

@@ -56,6 +56,11 @@ class LoraSettings:
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         help="module names to adapt; ['all-linear'] adapts every linear layer but the head",
     )
+    layers: list[int] | None = param(
+        None,
+        help="decoder layer indices to adapt (None = all); adapting only the top layers stops "
+        "backpropagation there, which makes CPU steps much cheaper",
+    )
 
 
 @dataclass

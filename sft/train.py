@@ -84,6 +84,7 @@ def lora_config(cfg: SFTStageConfig):
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules="all-linear" if targets == ["all-linear"] else targets,
+        layers_to_transform=cfg.lora.layers,
         task_type="CAUSAL_LM",
     )
 
@@ -149,6 +150,9 @@ def save_final(cfg: SFTStageConfig, run_dir: Path, trainer, summary: dict) -> Pa
 
 def sample_answers(model_dir: Path, run_dir: Path, prompts: list[str] = SAMPLE_PROMPTS) -> list[dict]:
     """Reload the published model the way the next stage will and answer a few prompts."""
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # after ZeRO-3 training, load whole weights, not partitions
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
     samples = [{"prompt": p, "answer": chat(model, tokenizer, [{"role": "user", "content": p}])} for p in prompts]
     with (run_dir / "samples.jsonl").open("w") as f:
