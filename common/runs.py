@@ -24,13 +24,12 @@ def run_dir_for(output_root: str, run_name: str) -> Path:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """A finished run is never overwritten by accident; an unfinished one is resumable."""
-    if (run_dir / FINAL).exists():
-        if not overwrite:
-            raise RunExistsError(
-                f"{run_dir} already holds a finished run; pick another run_name or pass --overwrite true"
-            )
-        shutil.rmtree(run_dir)
+    """`overwrite` starts afresh; otherwise a finished run is an error and an unfinished one
+    is left in place to be resumed."""
+    if overwrite:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif (run_dir / FINAL).exists():
+        raise RunExistsError(f"{run_dir} already holds a finished run; pick another run_name or pass --overwrite true")
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:

@@ -11,15 +11,21 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from common.distributed import is_main_process
 
 METRICS_FILE = "metrics.jsonl"
 
 
 def setup_wandb(run_dir: Path, project: str, run_name: str, mode: str | None) -> list[str]:
-    """Point W&B at `run_dir`; returns the `report_to` list for the trainer."""
+    """Point W&B at `run_dir`; returns the `report_to` list for the trainer.
+
+    The W&B run id is kept in `<run>/wandb_id` so a resumed run continues the same W&B run.
+    """
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
     if mode == "disabled":
         return []
@@ -27,6 +33,12 @@ def setup_wandb(run_dir: Path, project: str, run_name: str, mode: str | None) ->
     os.environ["WANDB_DIR"] = str(run_dir)
     os.environ.setdefault("WANDB_PROJECT", project)
     os.environ["WANDB_NAME"] = run_name
+    if is_main_process():  # the only rank that logs
+        id_file = Path(run_dir) / "wandb_id"
+        if not id_file.is_file():
+            id_file.write_text(uuid.uuid4().hex[:12])
+        os.environ["WANDB_RUN_ID"] = id_file.read_text().strip()
+        os.environ["WANDB_RESUME"] = "allow"
     os.environ.setdefault("WANDB_SILENT", "true")
     return ["wandb"]
 
@@ -45,6 +57,14 @@ class MetricsFileCallback(TrainerCallback):
             f.write(json.dumps(record) + "\n")
 
 
+def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
+    """On resume from step `last_step`, forget rows logged after it (they will be logged again)."""
+    path = Path(run_dir) / METRICS_FILE
+    if path.is_file():
+        kept = [row for row in read_metrics(run_dir) if row["step"] <= last_step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
@@ -53,9 +73,13 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def finish_wandb() -> None:
-    """Close the W&B run (if any) so its summary is written now, not at interpreter exit."""
+    """Close the W&B run (if any) so its summary is written now, not at interpreter exit, and
+    drop W&B's process-wide settings so a next run in this process gets its own folder."""
     import sys
 
     wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if wandb is None:
+        return
+    if wandb.run is not None:
         wandb.finish()
+    wandb.teardown()

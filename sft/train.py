@@ -16,7 +16,7 @@ from common.generate import chat
 from common.models import load_model_and_tokenizer, resolve_model
 from common.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, publish, resolve_resume
-from common.tracking import MetricsFileCallback, setup_wandb
+from common.tracking import MetricsFileCallback, setup_wandb, truncate_metrics
 from sft.config import SFTStageConfig
 from sft.data import PreparedData
 
@@ -122,6 +122,8 @@ def train(cfg: SFTStageConfig, run_dir: Path, trainer) -> dict:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+        if distributed.is_main_process():
+            truncate_metrics(run_dir, int(Path(checkpoint).name.split("-")[-1]))
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, **result.metrics}
     if trainer.eval_dataset is not None:

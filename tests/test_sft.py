@@ -198,6 +198,8 @@ def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_pa
     main(killed_args)  # resume: auto picks checkpoint-8
     assert json.loads((run_b / "summary.json").read_text())["resumed_from"].endswith("checkpoint-8")
     assert final_step_figures(run_b) == pytest.approx(final_step_figures(straight), abs=1e-6)
+    loss_steps = [[m["step"] for m in read_metrics(run) if "loss" in m] for run in (straight, run_b)]
+    assert loss_steps[0] == loss_steps[1], "rows logged after checkpoint-8 and before the kill are not repeated"
     a = load_file(straight / "model/adapter_model.safetensors")
     b = load_file(run_b / "model/adapter_model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
