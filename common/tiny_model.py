@@ -6,7 +6,6 @@ Built in a second with no network, deterministic for a given seed: the test suit
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from common.chat_templates import CHATML
@@ -56,7 +55,8 @@ def build_tiny_model(folder: str | Path, *, hidden_size: int = 32, seed: int = 0
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    folder = Path(folder)
+    from common.models import save_model_folder
+
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -77,11 +77,4 @@ def build_tiny_model(folder: str | Path, *, hidden_size: int = 32, seed: int = 0
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+    return save_model_folder(model, tokenizer, folder)

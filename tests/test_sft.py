@@ -203,3 +203,18 @@ def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_pa
     a = load_file(straight / "model/adapter_model.safetensors")
     b = load_file(run_b / "model/adapter_model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_packing_trains_on_packed_sequences(tiny_model_dir, tmp_path):
+    run = run_tiny(tiny_model_dir, tmp_path, "--packing", "true", "--max_steps", "2", "--eval_steps", "2",
+                   "--save_steps", "2", "--max_length", "256")
+    losses = [m["loss"] for m in read_metrics(run) if "loss" in m]
+    assert losses and all(loss > 0 for loss in losses)
+    assert (run / "model/adapter_model.safetensors").is_file()
+
+
+def test_deepspeed_configs_are_valid(repo):
+    stages = {p.stem: json.loads(p.read_text())["zero_optimization"] for p in (repo / "configs/deepspeed").glob("*.json")}
+    assert stages["zero2"]["stage"] == 2 and stages["zero3"]["stage"] == 3
+    assert stages["zero3_offload"]["offload_optimizer"]["device"] == "cpu"
+    assert stages["zero3_offload"]["offload_param"]["device"] == "cpu"
