@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from common import distributed
+from common import distributed, training
 from common.cli import run_stage
 from common.config import parse_args
 from common.runs import check_run_dir, run_dir_for
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         sft_train.write_run_files(cfg, run_dir, data)
     distributed.barrier()
     trainer = sft_train.build_trainer(cfg, run_dir, data, model, tokenizer)
-    summary = sft_train.train(cfg, run_dir, trainer)
-    final = sft_train.save_final(cfg, run_dir, trainer, summary)
+    summary = training.train_with_resume(cfg, run_dir, trainer)
+    final = training.save_final(cfg, run_dir, trainer, summary)
     finish_wandb()
     if distributed.is_main_process():
         for s in sft_train.sample_answers(final, run_dir):
