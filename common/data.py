@@ -73,7 +73,7 @@ def parse_hh_dialogue(text: str, where: str) -> list[Message]:
     return messages
 
 
-def _check_messages(messages: Any, where: str, field: str) -> list[Message]:
+def check_messages(messages: Any, where: str, field: str) -> list[Message]:
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{where}: '{field}' must be a non-empty list of messages")
     out = []
@@ -91,7 +91,7 @@ def _check_messages(messages: Any, where: str, field: str) -> list[Message]:
 def _as_messages(value: Any, role: str, where: str, field: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": role, "content": value}]
-    return _check_messages(value, where, field)
+    return check_messages(value, where, field)
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
@@ -117,7 +117,7 @@ def row_to_messages(row: dict[str, Any], fmt: str, where: str) -> list[Message]:
     if fmt == "messages":
         if "messages" not in row:
             raise DataError(f"{where}: missing field 'messages'")
-        return _check_messages(row["messages"], where, "messages")
+        return check_messages(row["messages"], where, "messages")
     if fmt == "prompt_completion":
         for key in ("prompt", "completion"):
             if key not in row:

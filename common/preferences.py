@@ -1,0 +1,176 @@
+"""Preference records: what annotators (or logged comparisons) say about responses to a prompt.
+
+Every source becomes a `PreferenceGroup`: one prompt (a chat ending with a user turn), K ≥ 2
+responses and their ranks (1 = best; equal ranks are ties). A pair is a group with K = 2.
+
+Row shapes read from JSONL files (optionally .gz) or `datasets` folders (`save_to_disk`):
+- pairs:    {"prompt": str | [messages], "chosen": str | [messages], "rejected": ...,
+             optional "domain", "margin", "rank_gap", "score_chosen", "score_rejected"}
+            (conversational chosen/rejected without a prompt: the shared turns are the prompt)
+- rankings: {"prompt": ..., "responses": [str, ...], "ranks": [int, ...],
+             optional "domain", "scores": [float, ...], "annotator"}
+- hh:       {"chosen": "\\n\\nHuman: …\\n\\nAssistant: …", "rejected": "…"}  (HH-RLHF)
+The annotation app's export writes the first two shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.data import DataError, Message, check_messages, parse_hh_dialogue, read_jsonl
+
+PREFERENCE_FORMATS = ("auto", "pairs", "rankings", "hh")
+
+
+@dataclass
+class PreferenceGroup:
+    prompt: list[Message]  # the conversation the responses answer; ends with a user turn
+    responses: list[str]  # K ≥ 2 assistant replies
+    ranks: list[int]  # same length; 1 = best, equal values are ties
+    domain: str = "general"
+    scores: list[float] | None = None  # optional absolute scores (e.g. 1–5), higher = better
+    margin: float | None = None  # optional explicit margin for a pair (chosen over rejected)
+    where: str = ""  # "file:line", for messages
+    source: int = 0  # index of the data source it came from
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`(where, row)` from a JSONL file (where = file:line) or a `datasets` folder (file:row N)."""
+    path = Path(path)
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        try:
+            ds = load_from_disk(str(path))
+        except Exception as err:  # noqa: BLE001 - any load failure is a bad data folder
+            raise DataError(f"{path}: not a `datasets` folder ({err})") from None
+        if hasattr(ds, "keys"):  # a DatasetDict: read its train split
+            if "train" not in ds:
+                raise DataError(f"{path}: dataset folder has splits {list(ds)} but no 'train'")
+            ds = ds["train"]
+        for i, row in enumerate(ds):
+            yield f"{path}:row {i}", row
+        return
+    for line_no, row in read_jsonl(path):
+        yield f"{path}:{line_no}", row
+
+
+def _as_prompt(value: Any, where: str) -> list[Message]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where}: 'prompt' is empty")
+        return [{"role": "user", "content": value}]
+    return check_messages(value, where, "prompt")
+
+
+def _as_reply(value: Any, where: str, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    messages = check_messages(value, where, key)
+    if messages[-1]["role"] != "assistant":
+        raise DataError(f"{where}: '{key}' must end with an assistant message")
+    return messages[-1]["content"]
+
+
+def _split_dialogues(chosen: list[Message], rejected: list[Message], where: str) -> tuple[list[Message], str, str]:
+    """Two whole dialogues that share all turns but the last reply → (prompt, reply, reply)."""
+    if len(chosen) < 2 or len(rejected) < 2 or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise DataError(f"{where}: chosen and rejected must each end with an assistant reply after a prompt")
+    if chosen[:-1] != rejected[:-1]:
+        raise DataError(f"{where}: chosen and rejected differ before their last reply (no shared prompt)")
+    return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+
+
+def detect_preference_format(row: dict[str, Any]) -> str | None:
+    if "responses" in row and "ranks" in row:
+        return "rankings"
+    if "chosen" in row and "rejected" in row:
+        is_hh = "prompt" not in row and isinstance(row["chosen"], str) and row["chosen"].startswith("\n\nHuman:")
+        return "hh" if is_hh else "pairs"
+    return None
+
+
+def _optional_float(row: dict, key: str, where: str) -> float | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: '{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def row_to_group(row: dict[str, Any], fmt: str, where: str) -> PreferenceGroup:
+    """One row → a group, or DataError naming the row and the problem."""
+    if fmt == "auto":
+        fmt = detect_preference_format(row) or ""
+        if not fmt:
+            keys = ", ".join(sorted(row)) or "none"
+            raise DataError(
+                f"{where}: unrecognised preference row (keys: {keys}); expected "
+                "'prompt'+'chosen'+'rejected', 'prompt'+'responses'+'ranks', or HH 'chosen'+'rejected'"
+            )
+    domain = row.get("domain") or "general"
+    if not isinstance(domain, str):
+        raise DataError(f"{where}: 'domain' must be a string")
+    if fmt == "hh":
+        for key in ("chosen", "rejected"):
+            if key not in row:
+                raise DataError(f"{where}: missing field '{key}'")
+        prompt, chosen, rejected = _split_dialogues(
+            parse_hh_dialogue(row["chosen"], where), parse_hh_dialogue(row["rejected"], where), where
+        )
+        return PreferenceGroup(prompt, [chosen, rejected], [1, 2], domain, where=where)
+    if fmt == "pairs":
+        for key in ("chosen", "rejected"):
+            if key not in row:
+                raise DataError(f"{where}: missing field '{key}'")
+        if "prompt" in row and row["prompt"] is not None:
+            prompt = _as_prompt(row["prompt"], where)
+            chosen, rejected = _as_reply(row["chosen"], where, "chosen"), _as_reply(row["rejected"], where, "rejected")
+        elif isinstance(row["chosen"], list):
+            prompt, chosen, rejected = _split_dialogues(
+                check_messages(row["chosen"], where, "chosen"), check_messages(row["rejected"], where, "rejected"), where
+            )
+        else:
+            raise DataError(f"{where}: missing field 'prompt'")
+        s_c, s_r = _optional_float(row, "score_chosen", where), _optional_float(row, "score_rejected", where)
+        gap = _optional_float(row, "rank_gap", where)
+        return PreferenceGroup(
+            prompt, [chosen, rejected], [1, 1 + int(gap) if gap else 2], domain,
+            scores=[s_c, s_r] if s_c is not None and s_r is not None else None,
+            margin=_optional_float(row, "margin", where), where=where,
+        )
+    if fmt == "rankings":
+        for key in ("prompt", "responses", "ranks"):
+            if key not in row:
+                raise DataError(f"{where}: missing field '{key}'")
+        prompt = _as_prompt(row["prompt"], where)
+        responses, ranks = row["responses"], row["ranks"]
+        if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+            raise DataError(f"{where}: 'responses' must be a list of strings")
+        if len(responses) < 2:
+            raise DataError(f"{where}: a ranking needs at least 2 responses, got {len(responses)}")
+        if not isinstance(ranks, list) or len(ranks) != len(responses):
+            raise DataError(f"{where}: 'ranks' must be a list with one rank per response ({len(responses)})")
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in ranks):
+            raise DataError(f"{where}: 'ranks' must be integers ≥ 1 (1 = best), got {ranks}")
+        scores = row.get("scores")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != len(responses)):
+            raise DataError(f"{where}: 'scores' must be a list with one score per response")
+        meta = {"annotator": row["annotator"]} if "annotator" in row else {}
+        return PreferenceGroup(prompt, list(responses), list(ranks), domain, scores=scores, where=where, meta=meta)
+    raise DataError(f"{where}: unknown format {fmt!r} (expected one of {', '.join(PREFERENCE_FORMATS)})")
+
+
+def read_preferences(path: str | Path, fmt: str = "auto", source: int = 0) -> list[PreferenceGroup]:
+    """Every group in a file or dataset folder; the first bad row raises DataError."""
+    groups = []
+    for where, row in read_rows(path):
+        group = row_to_group(row, fmt, where)
+        group.source = source
+        groups.append(group)
+    return groups

@@ -1,0 +1,62 @@
+"""The reward-model stage's options: one dataclass, from `configs/reward_model/*.yaml` + CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import param
+from common.training import TrainingOptions
+
+
+@dataclass
+class PreferenceSource:
+    """One preference file (or `datasets` folder) and its share of the training mix."""
+
+    path: str = param(help="JSONL file (.jsonl / .jsonl.gz) or a `datasets` folder")
+    format: Literal["auto", "pairs", "rankings", "hh"] = param(
+        "auto", help="row shape; auto detects pairs / rankings / HH per row (common/preferences.py)"
+    )
+    weight: float = param(1.0, help="share of this source's training groups: 0.5 = a random half, 2.0 = twice")
+
+    def __post_init__(self):
+        if self.weight <= 0:
+            raise ValueError(f"data source {self.path}: weight must be > 0, got {self.weight}")
+
+
+@dataclass
+class RMStageConfig(TrainingOptions):
+    """Reward model: a scalar head on a causal-LM backbone, trained on preferences."""
+
+    output_root: str = param("runs/reward_model", help="parent folder of run folders")
+    learning_rate: float = param(1e-4, help="peak learning rate")
+
+    # --- data
+    data: list[PreferenceSource] = param([], help="preference sources with weights")
+    val_fraction: float = param(0.1, help="share of prompts held out for validation (split by prompt)")
+    max_train_groups: int | None = param(None, help="cap on training groups after mixing (None = all)")
+    max_length: int = param(512, help="tokens per prompt+response; longer ones lose their beginning")
+
+    # --- model and loss
+    loss: Literal["bradley_terry", "plackett_luce"] = param(
+        "bradley_terry", help="pairwise Bradley–Terry, or listwise Plackett–Luce over each whole ranking"
+    )
+    margin: Literal["none", "rank_gap", "score", "column"] = param(
+        "none",
+        help="Bradley–Terry margin: rank_gap = scale·(gap−1), score = scale·(score difference), "
+        "column = the row's 'margin' value",
+    )
+    margin_scale: float = param(1.0, help="multiplier of the margin")
+    freeze_layers: int = param(0, help="full fine-tuning: freeze the embeddings and this many lowest layers")
+    head_init: Literal["normal", "zero"] = param("normal", help="score head: small random or zero weights")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be ≥ 8, got {self.max_length}")
+        if self.loss == "plackett_luce" and self.margin != "none":
+            raise ValueError("margin applies to the bradley_terry loss only")
+        if self.early_stopping_patience is not None and self.val_fraction == 0:
+            raise ValueError("early stopping needs a validation split: set val_fraction > 0")

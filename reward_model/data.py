@@ -1,0 +1,115 @@
+"""Reward-model data: read sources, drop repeats, split by prompt, mix by weight, tokenize.
+
+Each dataset row is one preference group: `input_ids` (K token lists), `ranks` (K),
+`scores` (K, 0 when absent), `margin` (0 when absent), `domain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from common.data import DataError
+from common.hygiene import HygieneReport
+from common.preferences import PreferenceGroup, read_preferences
+from common.reward import encode_response
+from reward_model.config import RMStageConfig
+
+
+@dataclass
+class PreparedPreferences:
+    train: Dataset
+    validation: Dataset | None
+    report: HygieneReport
+
+
+def read_sources(cfg: RMStageConfig) -> list[PreferenceGroup]:
+    if not cfg.data:
+        raise DataError("no data: the recipe's 'data' list is empty")
+    groups = []
+    for i, src in enumerate(cfg.data):
+        groups += read_preferences(src.path, src.format, source=i)
+    return groups
+
+
+def _key(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).hexdigest()
+
+
+def clean(groups: list[PreferenceGroup], report: HygieneReport) -> list[PreferenceGroup]:
+    before = len(groups)
+    groups = [g for g in groups if all(r.strip() for r in g.responses) and all(m["content"].strip() for m in g.prompt)]
+    report.add("empty prompt or response", before, len(groups))
+    before = len(groups)
+    groups = [g for g in groups if len(set(g.ranks)) > 1 and len(set(g.responses)) > 1]
+    report.add("all tied or identical responses", before, len(groups))
+    seen, kept = set(), []
+    for g in groups:
+        key = _key([g.prompt, g.responses, g.ranks, g.meta.get("annotator")])
+        if key not in seen:
+            seen.add(key)
+            kept.append(g)
+    report.add("exact duplicates", len(groups), len(kept))
+    return kept
+
+
+def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int):
+    """Held-out prompts are never trained on: every group of a prompt goes to the same side."""
+    prompts = sorted({_key(g.prompt) for g in groups})
+    random.Random(seed).shuffle(prompts)
+    n_val = round(len(prompts) * val_fraction)
+    if val_fraction > 0 and len(prompts) >= 2:
+        n_val = max(1, n_val)
+    held_out = set(prompts[:n_val])
+    train = [g for g in groups if _key(g.prompt) not in held_out]
+    val = [g for g in groups if _key(g.prompt) in held_out]
+    return train, val
+
+
+def mix(train: list[PreferenceGroup], cfg: RMStageConfig, rng: random.Random) -> list[PreferenceGroup]:
+    out: list[PreferenceGroup] = []
+    for i, src in enumerate(cfg.data):
+        rows = [g for g in train if g.source == i]
+        whole, frac = int(src.weight), src.weight - int(src.weight)
+        out += rows * whole + rng.sample(rows, round(len(rows) * frac))
+    rng.shuffle(out)
+    return out
+
+
+def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: str) -> Dataset:
+    rows = {"input_ids": [], "ranks": [], "scores": [], "margin": [], "domain": []}
+    for g in tqdm(groups, desc=desc, mininterval=1.0):
+        rows["input_ids"].append([encode_response(tokenizer, g.prompt, r, max_length) for r in g.responses])
+        rows["ranks"].append(g.ranks)
+        rows["scores"].append([float(s) for s in g.scores] if g.scores else [0.0] * len(g.responses))
+        rows["margin"].append(g.margin or 0.0)
+        rows["domain"].append(g.domain)
+    return Dataset.from_dict(rows)
+
+
+def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
+    """Everything above; raises DataError (file:line) before any output exists."""
+    report = HygieneReport()
+    groups = read_sources(cfg)
+    report.add("read", len(groups), len(groups))
+    groups = clean(groups, report)
+    train, val = split_by_prompt(groups, cfg.val_fraction, cfg.seed)
+    report.add("validation split (by prompt)", len(groups), len(train))
+    rng = random.Random(cfg.seed)
+    mixed = mix(train, cfg, rng)
+    report.add("weighted mix", len(train), len(mixed))
+    if cfg.max_train_groups is not None and len(mixed) > cfg.max_train_groups:
+        report.add("max_train_groups", len(mixed), cfg.max_train_groups)
+        mixed = mixed[: cfg.max_train_groups]
+    if not mixed:
+        raise DataError("no training preferences left after cleaning; see the report above")
+    return PreparedPreferences(
+        tokenize(mixed, tokenizer, cfg.max_length, "tokenizing train"),
+        tokenize(val, tokenizer, cfg.max_length, "tokenizing validation") if val else None,
+        report,
+    )

@@ -1,0 +1,48 @@
+"""python -m reward_model.evaluate --model runs/reward_model/default/model --data FILE [--format auto]
+
+Scores every response of every preference group in FILE with the saved reward model and
+prints the same held-out figures as training: accuracy, mean margin, ECE, per-domain accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from common.cli import run_stage
+from common.preferences import PREFERENCE_FORMATS, read_preferences
+from common.reward import load_reward_scorer
+from reward_model.metrics import format_metrics, preference_metrics
+
+
+def evaluate(model: str, data: str, fmt: str = "auto", batch_size: int = 16) -> dict[str, float]:
+    groups = read_preferences(data, fmt)
+    scorer = load_reward_scorer(model)
+    width = max(len(g.responses) for g in groups)
+    rewards = np.zeros((len(groups), width))
+    ranks = np.zeros((len(groups), width), dtype=int)
+    for i, g in enumerate(tqdm(groups, desc="scoring", mininterval=1.0)):
+        k = len(g.responses)
+        rewards[i, :k] = scorer([g.prompt] * k, g.responses, batch_size=batch_size).numpy()
+        ranks[i, :k] = g.ranks
+    return preference_metrics(rewards, ranks, [g.domain for g in groups])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m reward_model.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="reward model folder (runs/reward_model/<name>/model)")
+    parser.add_argument("--data", required=True, help="preference file (JSONL, .gz) or datasets folder")
+    parser.add_argument("--format", default="auto", choices=PREFERENCE_FORMATS)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    figures = evaluate(args.model, args.data, args.format, args.batch_size)
+    print(json.dumps(figures) if args.json else f"{args.data}:\n{format_metrics(figures)}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

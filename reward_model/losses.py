@@ -1,0 +1,62 @@
+"""Reward-model losses: pure functions over padded groups of rewards and ranks.
+
+Shapes: G groups, K = the largest group size. `rewards` (G, K) float; `ranks` (G, K) int,
+1 = best, equal = tied, 0 = padding (no response in that slot).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pair_mask(ranks: torch.Tensor) -> torch.Tensor:
+    """(G, K, K) bool: entry [g, i, j] is True when response i is ranked strictly above j."""
+    valid = ranks > 0
+    both = valid[:, :, None] & valid[:, None, :]
+    return both & (ranks[:, :, None] < ranks[:, None, :])
+
+
+def bradley_terry_loss(
+    rewards: torch.Tensor, ranks: torch.Tensor, margins: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over every ordered pair (i above j) of −log σ(r_i − r_j − m_ij); ties give no pair.
+
+    `margins` (G, K, K): how far r_i must exceed r_j (0 = plain Bradley–Terry).
+    """
+    mask = pair_mask(ranks)  # (G, K, K)
+    diff = rewards[:, :, None] - rewards[:, None, :]  # (G, K, K): r_i − r_j
+    if margins is not None:
+        diff = diff - margins
+    if not mask.any():
+        return rewards.sum() * 0.0  # keeps the graph: a batch of ties only
+    return -F.logsigmoid(diff[mask]).mean()
+
+
+def plackett_luce_loss(rewards: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Mean over groups of the negative Plackett–Luce log-likelihood of the ranking.
+
+    A ranking is read as a sequence of choices: the best response is chosen from all, the
+    next from those left, and so on: log L = Σ_i [r_i − log Σ_{j: rank_j ≥ rank_i} exp r_j].
+    Ties (Breslow's rule): tied responses are chosen at the same stage, each from the same
+    set, which includes its tie-mates, so their rewards are pulled together. The last
+    stage's lone response contributes 0. A two-response untied group equals Bradley–Terry.
+    """
+    valid = ranks > 0  # (G, K)
+    # risk[g, i, j]: j is still in the choice set when i is chosen
+    risk = valid[:, :, None] & valid[:, None, :] & (ranks[:, None, :] >= ranks[:, :, None])  # (G, K, K)
+    scores = rewards[:, None, :].expand_as(risk).masked_fill(~risk, float("-inf"))  # (G, K, K)
+    log_denominator = torch.logsumexp(scores, dim=-1)  # (G, K)
+    terms = (rewards - log_denominator).masked_fill(~valid, 0.0)  # (G, K)
+    return -terms.sum(dim=-1).mean()
+
+
+def rank_gap_margins(ranks: torch.Tensor, scale: float) -> torch.Tensor:
+    """(G, K, K): scale · (rank_j − rank_i − 1) for i above j; adjacent ranks need no margin."""
+    gap = (ranks[:, None, :] - ranks[:, :, None]).float()  # rank_j − rank_i
+    return (scale * (gap - 1)).clamp(min=0)
+
+
+def score_margins(scores: torch.Tensor, scale: float) -> torch.Tensor:
+    """(G, K, K): scale · (s_i − s_j) from absolute scores (G, K), floored at 0."""
+    return (scale * (scores[:, :, None] - scores[:, None, :])).clamp(min=0)
