@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft bench default-model clean-runs
+.PHONY: setup test sft rm bench default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -48,6 +48,9 @@ test: $(VENV)/.installed
 
 sft: $(VENV)/.installed
 	$(call launch,sft,configs/sft/default.yaml)
+
+rm: $(VENV)/.installed
+	$(call launch,reward_model,configs/reward_model/default.yaml)
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/precision.py

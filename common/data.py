@@ -94,6 +94,17 @@ def _as_messages(value: Any, role: str, where: str, field: str) -> list[Message]
     return check_messages(value, where, field)
 
 
+def require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if key not in row:
+            raise DataError(f"{where}: missing field '{key}'")
+
+
+def unrecognised(row: dict[str, Any], where: str, expected: str) -> DataError:
+    keys = ", ".join(sorted(row)) or "none"
+    return DataError(f"{where}: unrecognised row (keys: {keys}); expected {expected}")
+
+
 def detect_format(row: dict[str, Any]) -> str | None:
     if "messages" in row:
         return "messages"
@@ -109,25 +120,17 @@ def row_to_messages(row: dict[str, Any], fmt: str, where: str) -> list[Message]:
     if fmt == "auto":
         fmt = detect_format(row) or ""
         if not fmt:
-            keys = ", ".join(sorted(row)) or "none"
-            raise DataError(
-                f"{where}: unrecognised row (keys: {keys}); expected 'messages', "
-                "'prompt'+'completion', or an HH 'chosen' dialogue"
-            )
+            raise unrecognised(row, where, "'messages', 'prompt'+'completion', or an HH 'chosen' dialogue")
     if fmt == "messages":
-        if "messages" not in row:
-            raise DataError(f"{where}: missing field 'messages'")
+        require(row, ("messages",), where)
         return check_messages(row["messages"], where, "messages")
     if fmt == "prompt_completion":
-        for key in ("prompt", "completion"):
-            if key not in row:
-                raise DataError(f"{where}: missing field '{key}'")
+        require(row, ("prompt", "completion"), where)
         return _as_messages(row["prompt"], "user", where, "prompt") + _as_messages(
             row["completion"], "assistant", where, "completion"
         )
     if fmt == "hh":
-        if "chosen" not in row:
-            raise DataError(f"{where}: missing field 'chosen'")
+        require(row, ("chosen",), where)
         return parse_hh_dialogue(row["chosen"], where)
     raise DataError(f"{where}: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 

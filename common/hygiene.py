@@ -12,7 +12,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +81,16 @@ def near_duplicates(
     return keep
 
 
-def filter_indices(n: int, predicate: Callable[[int], bool]) -> list[int]:
-    return [i for i in range(n) if predicate(i)]
+def mix_by_weight(rows: list, weights: Sequence[float], rng: random.Random) -> list:
+    """Rows carry `.source` (an index into `weights`); each source contributes weight × its
+    rows — whole copies, then a random sample for the fraction — and the result is shuffled."""
+    out: list = []
+    for i, weight in enumerate(weights):
+        own = [r for r in rows if r.source == i]
+        whole = int(weight)
+        out += own * whole + rng.sample(own, round(len(own) * (weight - whole)))
+    rng.shuffle(out)
+    return out
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

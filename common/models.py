@@ -138,10 +138,15 @@ def load_model_and_tokenizer(
     if base_spec is None:
         model = model_class.from_pretrained(folder, dtype=dtype, **model_kwargs)
         return model, tokenizer
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     base, _ = load_model_and_tokenizer(base_spec, model_class=model_class, dtype=dtype, **model_kwargs)
-    model = PeftModel.from_pretrained(base, folder, is_trainable=not merge_adapter)
+    peft_config = PeftConfig.from_pretrained(folder)
+    if not hasattr(base, "prepare_inputs_for_generation"):
+        # e.g. an SFT (causal-LM) adapter under a reward model's scalar head: the adapted
+        # layers are the same, only the task wrapper (generation) does not apply
+        peft_config.task_type = None
+    model = PeftModel.from_pretrained(base, folder, config=peft_config, is_trainable=not merge_adapter)
     if merge_adapter:
         model = model.merge_and_unload()
     return model, tokenizer

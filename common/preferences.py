@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.data import DataError, Message, check_messages, parse_hh_dialogue, read_jsonl
+from common.data import DataError, Message, check_messages, parse_hh_dialogue, read_jsonl, require, unrecognised
 
 PREFERENCE_FORMATS = ("auto", "pairs", "rankings", "hh")
+
+
+class UnpairedDialoguesError(DataError):
+    """Chosen and rejected dialogues that do not share every turn but the last reply."""
 
 
 @dataclass
@@ -81,7 +85,7 @@ def _split_dialogues(chosen: list[Message], rejected: list[Message], where: str)
     if len(chosen) < 2 or len(rejected) < 2 or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
         raise DataError(f"{where}: chosen and rejected must each end with an assistant reply after a prompt")
     if chosen[:-1] != rejected[:-1]:
-        raise DataError(f"{where}: chosen and rejected differ before their last reply (no shared prompt)")
+        raise UnpairedDialoguesError(f"{where}: chosen and rejected differ before their last reply (no shared prompt)")
     return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
 
 
@@ -108,26 +112,20 @@ def row_to_group(row: dict[str, Any], fmt: str, where: str) -> PreferenceGroup:
     if fmt == "auto":
         fmt = detect_preference_format(row) or ""
         if not fmt:
-            keys = ", ".join(sorted(row)) or "none"
-            raise DataError(
-                f"{where}: unrecognised preference row (keys: {keys}); expected "
-                "'prompt'+'chosen'+'rejected', 'prompt'+'responses'+'ranks', or HH 'chosen'+'rejected'"
+            raise unrecognised(
+                row, where, "'prompt'+'chosen'+'rejected', 'prompt'+'responses'+'ranks', or HH 'chosen'+'rejected'"
             )
     domain = row.get("domain") or "general"
     if not isinstance(domain, str):
         raise DataError(f"{where}: 'domain' must be a string")
     if fmt == "hh":
-        for key in ("chosen", "rejected"):
-            if key not in row:
-                raise DataError(f"{where}: missing field '{key}'")
+        require(row, ("chosen", "rejected"), where)
         prompt, chosen, rejected = _split_dialogues(
             parse_hh_dialogue(row["chosen"], where), parse_hh_dialogue(row["rejected"], where), where
         )
         return PreferenceGroup(prompt, [chosen, rejected], [1, 2], domain, where=where)
     if fmt == "pairs":
-        for key in ("chosen", "rejected"):
-            if key not in row:
-                raise DataError(f"{where}: missing field '{key}'")
+        require(row, ("chosen", "rejected"), where)
         if "prompt" in row and row["prompt"] is not None:
             prompt = _as_prompt(row["prompt"], where)
             chosen, rejected = _as_reply(row["chosen"], where, "chosen"), _as_reply(row["rejected"], where, "rejected")
@@ -145,9 +143,7 @@ def row_to_group(row: dict[str, Any], fmt: str, where: str) -> PreferenceGroup:
             margin=_optional_float(row, "margin", where), where=where,
         )
     if fmt == "rankings":
-        for key in ("prompt", "responses", "ranks"):
-            if key not in row:
-                raise DataError(f"{where}: missing field '{key}'")
+        require(row, ("prompt", "responses", "ranks"), where)
         prompt = _as_prompt(row["prompt"], where)
         responses, ranks = row["responses"], row["ranks"]
         if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
@@ -166,11 +162,24 @@ def row_to_group(row: dict[str, Any], fmt: str, where: str) -> PreferenceGroup:
     raise DataError(f"{where}: unknown format {fmt!r} (expected one of {', '.join(PREFERENCE_FORMATS)})")
 
 
-def read_preferences(path: str | Path, fmt: str = "auto", source: int = 0) -> list[PreferenceGroup]:
-    """Every group in a file or dataset folder; the first bad row raises DataError."""
+def read_preferences(
+    path: str | Path, fmt: str = "auto", source: int = 0, unpaired: list[str] | None = None
+) -> list[PreferenceGroup]:
+    """Every group in a file or dataset folder; the first bad row raises DataError.
+
+    Dialogue pairs whose turns diverge before the last reply (real HH data has such rows,
+    from a stray "Human:" inside a reply) raise too, unless `unpaired` is a list: then they
+    are skipped and their locations appended to it, for the hygiene report.
+    """
     groups = []
     for where, row in read_rows(path):
-        group = row_to_group(row, fmt, where)
+        try:
+            group = row_to_group(row, fmt, where)
+        except UnpairedDialoguesError:
+            if unpaired is None:
+                raise
+            unpaired.append(where)
+            continue
         group.source = source
         groups.append(group)
     return groups

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from common import distributed, training
 from common.cli import run_stage
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(RMStageConfig, argv, prog="python -m reward_model")
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
+    set_seed(cfg.seed)  # the new head's initial weights come from this seed
     model, tokenizer = build_model(cfg)
     data = rm_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     if distributed.is_main_process():

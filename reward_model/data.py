@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from dataclasses import dataclass
 
@@ -15,10 +16,12 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from common.data import DataError
-from common.hygiene import HygieneReport
+from common.hygiene import HygieneReport, mix_by_weight, split_indices
 from common.preferences import PreferenceGroup, read_preferences
 from common.reward import encode_response
 from reward_model.config import RMStageConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,12 +31,16 @@ class PreparedPreferences:
     report: HygieneReport
 
 
-def read_sources(cfg: RMStageConfig) -> list[PreferenceGroup]:
+def read_sources(cfg: RMStageConfig, report: HygieneReport) -> list[PreferenceGroup]:
     if not cfg.data:
         raise DataError("no data: the recipe's 'data' list is empty")
-    groups = []
+    groups: list[PreferenceGroup] = []
+    unpaired: list[str] = []
     for i, src in enumerate(cfg.data):
-        groups += read_preferences(src.path, src.format, source=i)
+        groups += read_preferences(src.path, src.format, source=i, unpaired=unpaired)
+    report.add("read", len(groups) + len(unpaired), len(groups))
+    if unpaired:
+        log.warning("skipped %d dialogue pair(s) without a shared prompt: %s", len(unpaired), ", ".join(unpaired[:5]))
     return groups
 
 
@@ -61,24 +68,11 @@ def clean(groups: list[PreferenceGroup], report: HygieneReport) -> list[Preferen
 def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int):
     """Held-out prompts are never trained on: every group of a prompt goes to the same side."""
     prompts = sorted({_key(g.prompt) for g in groups})
-    random.Random(seed).shuffle(prompts)
-    n_val = round(len(prompts) * val_fraction)
-    if val_fraction > 0 and len(prompts) >= 2:
-        n_val = max(1, n_val)
-    held_out = set(prompts[:n_val])
+    _, val_idx = split_indices(len(prompts), val_fraction, seed)
+    held_out = {prompts[i] for i in val_idx}
     train = [g for g in groups if _key(g.prompt) not in held_out]
     val = [g for g in groups if _key(g.prompt) in held_out]
     return train, val
-
-
-def mix(train: list[PreferenceGroup], cfg: RMStageConfig, rng: random.Random) -> list[PreferenceGroup]:
-    out: list[PreferenceGroup] = []
-    for i, src in enumerate(cfg.data):
-        rows = [g for g in train if g.source == i]
-        whole, frac = int(src.weight), src.weight - int(src.weight)
-        out += rows * whole + rng.sample(rows, round(len(rows) * frac))
-    rng.shuffle(out)
-    return out
 
 
 def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: str) -> Dataset:
@@ -95,13 +89,12 @@ def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: st
 def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
     """Everything above; raises DataError (file:line) before any output exists."""
     report = HygieneReport()
-    groups = read_sources(cfg)
-    report.add("read", len(groups), len(groups))
+    groups = read_sources(cfg, report)
     groups = clean(groups, report)
     train, val = split_by_prompt(groups, cfg.val_fraction, cfg.seed)
     report.add("validation split (by prompt)", len(groups), len(train))
     rng = random.Random(cfg.seed)
-    mixed = mix(train, cfg, rng)
+    mixed = mix_by_weight(train, [src.weight for src in cfg.data], rng)
     report.add("weighted mix", len(train), len(mixed))
     if cfg.max_train_groups is not None and len(mixed) > cfg.max_train_groups:
         report.add("max_train_groups", len(mixed), cfg.max_train_groups)

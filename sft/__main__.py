@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(SFTStageConfig, argv, prog="python -m sft")
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
+    from transformers import set_seed
+
     from common.models import load_model_and_tokenizer
 
+    set_seed(cfg.seed)
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     data = sft_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     if distributed.is_main_process():

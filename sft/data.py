@@ -15,7 +15,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from common.data import DataError, Message, read_chats
-from common.hygiene import HygieneReport, exact_duplicates, near_duplicates, split_indices
+from common.hygiene import HygieneReport, exact_duplicates, mix_by_weight, near_duplicates, split_indices
 from sft.config import SFTStageConfig
 
 
@@ -70,17 +70,6 @@ def clean(chats: list[Chat], cfg: SFTStageConfig, tokenizer, report: HygieneRepo
     return _keep(chats, in_range, report, f"length {h.min_tokens}..{h.max_tokens} tokens")
 
 
-def mix(train: list[Chat], cfg: SFTStageConfig, rng: random.Random) -> list[Chat]:
-    """Each source contributes weight × its rows: whole copies, then a random remainder."""
-    out: list[Chat] = []
-    for i, src in enumerate(cfg.data):
-        rows = [c for c in train if c.source == i]
-        whole, frac = int(src.weight), src.weight - int(src.weight)
-        out += rows * whole + rng.sample(rows, round(len(rows) * frac))
-    rng.shuffle(out)
-    return out
-
-
 def prepare(cfg: SFTStageConfig, tokenizer) -> PreparedData:
     """Everything above, raising DataError before any output exists."""
     report = HygieneReport()
@@ -92,7 +81,7 @@ def prepare(cfg: SFTStageConfig, tokenizer) -> PreparedData:
     train_idx, val_idx = split_indices(len(chats), cfg.hygiene.val_fraction, cfg.seed)
     report.add("validation split", len(chats), len(train_idx))
     rng = random.Random(cfg.seed)
-    train = mix([chats[i] for i in train_idx], cfg, rng)
+    train = mix_by_weight([chats[i] for i in train_idx], [src.weight for src in cfg.data], rng)
     report.add("weighted mix", len(train_idx), len(train))
     if cfg.hygiene.max_train_samples is not None and len(train) > cfg.hygiene.max_train_samples:
         before = len(train)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,3 +30,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_two_processes(target: str, stage: str, recipe: str, args: str) -> subprocess.CompletedProcess:
+    """`make <target> NPROC=2 DS=<stage>` with this venv, asserting it succeeded."""
+    env = {**os.environ, "MASTER_PORT": str(free_port())}
+    proc = subprocess.run(
+        ["make", "-C", str(REPO), target, "NPROC=2", f"DS={stage}", f"CONFIG={recipe}",
+         f"VENV={VENV_BIN.parent}", f"ARGS={args}"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc

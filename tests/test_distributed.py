@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
@@ -16,15 +14,9 @@ import torch
 from common.models import load_model_and_tokenizer
 from common.tracking import read_metrics
 
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, free_port, make_two_processes
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_trained_run(run: Path, base_dir: Path) -> None:
@@ -41,14 +33,8 @@ def check_trained_run(run: Path, base_dir: Path) -> None:
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_make_sft_two_processes_with_deepspeed(stage, tiny_model_dir, tmp_path):
-    env = {**os.environ, "MASTER_PORT": str(free_port())}
     args = f"--model {tiny_model_dir} --output_root {tmp_path} --max_steps 4 --save_steps 4 --eval_steps 4"
-    proc = subprocess.run(
-        ["make", "-C", str(REPO), "sft", "NPROC=2", f"DS={stage}", "CONFIG=configs/sft/tiny.yaml",
-         f"VENV={VENV_BIN.parent}", f"ARGS={args}"],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = make_two_processes("sft", stage, "configs/sft/tiny.yaml", args)
     assert "--num_gpus 2" in proc.stdout and f"configs/deepspeed/{stage}.json" in proc.stdout
     check_trained_run(tmp_path / "tiny", tiny_model_dir)
 

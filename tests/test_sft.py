@@ -187,7 +187,7 @@ def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_pa
     killed_args = tiny_args(tiny_model_dir, tmp_path / "b", *common)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/sft_killed_at_step.py"), "10", *killed_args],
+        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "sft", "10", *killed_args],
         cwd=REPO, env=env, capture_output=True, text=True,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]

@@ -1,0 +1,35 @@
+"""Run `python -m MODULE ARGS...` but SIGKILL the process right after optimizer step N.
+
+Usage: python tests/helpers/killed_at_step.py MODULE N --config ... [--key value ...]
+Every `transformers.Trainer` made in the process gets a callback that does the kill, so the
+point is deterministic; the kill itself is a real SIGKILL: no cleanup code runs, as when a
+node dies or the OOM killer strikes.
+"""
+
+import os
+import runpy
+import signal
+import sys
+
+import transformers
+
+module, kill_step = sys.argv[1], int(sys.argv[2])
+
+
+class KillAt(transformers.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == kill_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_init = transformers.Trainer.__init__
+
+
+def init_and_arm(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.add_callback(KillAt())
+
+
+transformers.Trainer.__init__ = init_and_arm
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)

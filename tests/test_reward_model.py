@@ -1,0 +1,140 @@
+"""The reward-model stage end to end on tiny local models."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from common.data import DataError
+from common.models import load_model_and_tokenizer
+from common.reward import load_reward_scorer
+from common.tracking import read_metrics
+from reward_model.__main__ import main
+
+from conftest import REPO, make_two_processes
+
+TINY = str(REPO / "configs/reward_model/tiny.yaml")
+SAMPLES = str(REPO / "data/samples/preferences.jsonl")
+
+
+def rm_args(model_dir, out: Path, *extra: str) -> list[str]:
+    return ["--config", TINY, "--model", str(model_dir), "--output_root", str(out),
+            "--data", f"[{{path: {SAMPLES}}}]", *extra]
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def separable_preferences(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """Polite answers beat rude ones: a cue a tiny model can learn, on prompts it never saw."""
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for _ in range(n):
+            a, b = rng.randint(2, 999), rng.randint(2, 999)
+            row = {"prompt": f"What is {a} plus {b}?", "chosen": f"It is {a + b}. Glad to help.",
+                   "rejected": f"It is {a + b}. Go away now.", "domain": rng.choice(["finance", "code"])}
+            if rng.random() < 0.5:  # the order of slots must not matter
+                row = {"prompt": row["prompt"], "responses": [row["rejected"], row["chosen"]], "ranks": [2, 1],
+                       "domain": row["domain"]}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_tiny_run_logs_loss_changes_weights_and_saves_a_scorer(tiny_model_dir, tmp_path):
+    main(rm_args(tiny_model_dir, tmp_path))
+    run = tmp_path / "tiny"
+    metrics = read_metrics(run)
+    assert [m["loss"] for m in metrics if "loss" in m]
+    assert any("eval_accuracy" in m for m in metrics)
+    reward_config = json.loads((run / "model/reward_config.json").read_text())
+    assert reward_config["max_length"] == 96 and reward_config["reward_std"] > 0
+    base, _ = load_model_and_tokenizer(str(tiny_model_dir), model_class=AutoModelForSequenceClassification, num_labels=1)
+    trained, _ = load_model_and_tokenizer(str(run / "model"), model_class=AutoModelForSequenceClassification)
+    before, after = base.state_dict(), trained.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before if k != "score.weight")
+    scorer = load_reward_scorer(str(run / "model"))
+    rewards = scorer(["What is 2 plus 2?", [{"role": "user", "content": "hi"}]], ["4.", "hello"])
+    assert rewards.shape == (2,) and torch.isfinite(rewards).all()
+    normalized = scorer(["What is 2 plus 2?"], ["4."], normalize=True)
+    assert normalized.item() == pytest.approx((rewards[0].item() - scorer.mean) / scorer.std, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["bradley_terry", "plackett_luce"])
+def test_held_out_accuracy_rises_well_above_chance(loss, tiny_model_dir, tmp_path):
+    data = separable_preferences(tmp_path / "sep.jsonl")
+    main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path), "--data", f"[{{path: {data}}}]",
+          "--loss", loss, "--max_steps", "60", "--eval_steps", "60", "--save_steps", "60", "--batch_size", "8",
+          "--learning_rate", "0.01", "--val_fraction", "0.25"])
+    figures = summary(tmp_path / "tiny")
+    assert figures["eval_pairs"] >= 30
+    assert figures["eval_accuracy"] >= 0.85, figures
+    out = subprocess.run(
+        [sys.executable, "-m", "reward_model.evaluate", "--model", str(tmp_path / "tiny/model"), "--data", str(data), "--json"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1])["accuracy"] >= 0.85
+
+
+def test_lora_reward_model_on_an_sft_adapter_backbone(tiny_model_dir, tmp_path):
+    from sft.__main__ import main as sft_main
+
+    sft_main(["--config", str(REPO / "configs/sft/tiny.yaml"), "--model", str(tiny_model_dir),
+              "--output_root", str(tmp_path / "sft"), "--max_steps", "2", "--data", f"[{{path: {REPO}/data/samples/sft_chat.jsonl}}]"])
+    sft_model = tmp_path / "sft/tiny/model"
+    main(rm_args(sft_model, tmp_path / "rm", "--finetune", "lora", "--lora.target_modules", "[q_proj, v_proj]",
+                 "--loss", "plackett_luce", "--max_steps", "4"))
+    model_dir = tmp_path / "rm/tiny/model"
+    adapter = json.loads((model_dir / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(sft_model.resolve())
+    assert "score" in adapter["modules_to_save"], "the new head is saved with the adapter"
+    scores = load_reward_scorer(str(model_dir))(["q"] * 3, ["a", "b", "c"])
+    assert scores.shape == (3,) and scores.std() > 0
+
+
+def test_malformed_preferences_stop_before_anything_is_written(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "responses": ["a"], "ranks": [1]}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: a ranking needs at least 2 responses"):
+        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"), "--data", f"[{{path: {bad}}}]"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_path):
+    common = ["--max_steps", "12", "--save_steps", "4", "--eval_steps", "12", "--logging_steps", "1"]
+    main(rm_args(tiny_model_dir, tmp_path / "a", *common))
+    args_b = rm_args(tiny_model_dir, tmp_path / "b", *common)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "reward_model", "10", *args_b],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (tmp_path / "b/tiny/model").exists()
+    main(args_b)
+    a, b = summary(tmp_path / "a/tiny"), summary(tmp_path / "b/tiny")
+    assert b["resumed_from"].endswith("checkpoint-8")
+    assert b["eval_loss"] == pytest.approx(a["eval_loss"], abs=1e-6)
+    last = [[m["loss"] for m in read_metrics(tmp_path / r / "tiny") if "loss" in m][-1] for r in ("a", "b")]
+    assert last[0] == pytest.approx(last[1], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_make_rm_two_processes_with_deepspeed(stage, tiny_model_dir, tmp_path):
+    args = f"--model {tiny_model_dir} --output_root {tmp_path} --max_steps 4 --save_steps 4 --eval_steps 4"
+    make_two_processes("rm", stage, "configs/reward_model/tiny.yaml", args)
+    run = tmp_path / "tiny"
+    assert [m["loss"] for m in read_metrics(run) if "loss" in m]
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    shards = list((run / "checkpoints").glob("checkpoint-*/global_step*/*optim_states.pt"))
+    assert len(shards) == 2, "optimizer state partitioned over 2 ranks"
+    scores = load_reward_scorer(str(run / "model"))(["q", "q"], ["a", "b"])
+    assert torch.isfinite(scores).all()
