@@ -81,6 +81,16 @@ def test_every_sft_recipe_parses(recipe, repo):
         assert (repo / cfg.deepspeed).is_file()
 
 
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs/reward_model").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_reward_model_recipe_parses(recipe):
+    from reward_model.config import RMStageConfig
+
+    cfg = parse_args(RMStageConfig, ["--config", str(recipe)])
+    assert cfg.data and cfg.output_root == "runs/reward_model"
+    if cfg.deepspeed:
+        assert (REPO / cfg.deepspeed).is_file()
+
+
 def test_cluster_recipe_is_full_finetuning_under_zero3(repo):
     cfg = parse_args(SFTStageConfig, ["--config", str(repo / "configs/sft/cluster-qwen3-8b.yaml")])
     assert cfg.finetune == "full" and cfg.deepspeed.endswith("zero3.json") and cfg.precision == "bf16"
