@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|\w+", re.UNICODE)
-
+from common.text import ngrams, words
 
 @dataclass
 class HygieneReport:
@@ -56,10 +54,10 @@ def exact_duplicates(texts: Sequence[str]) -> list[int]:
 
 
 def shingles(text: str, n: int = 3) -> set[str]:
-    tokens = _TOKEN.findall(text.lower())
+    tokens = words(text)
     if len(tokens) < n:
         return {" ".join(tokens)}
-    return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+    return {" ".join(gram) for gram in ngrams(tokens, n)}
 
 
 def near_duplicates(

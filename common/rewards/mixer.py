@@ -1,0 +1,154 @@
+"""Per-domain reward mixing: r_i = Σ_c w[domain_i, c] · normalize_c(component_c(i)).
+
+Each domain's weights, token budget and reference metric live in `configs/domains/<name>.yaml`
+(parsed strictly into `DomainConfig`). Components are brought to one scale before mixing by
+a running mean/std per component (Welford; the first batch uses its own statistics), so a
+reward-model score and a [0, 1] length score weigh what their weights say. One batch may mix
+domains: each sample uses its own domain's weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from common.config import from_dict, load_yaml, param
+from common.rewards.accuracy import METRICS
+from common.rewards.diversity import diversity_scores
+from common.rewards.efficiency import length_score
+
+COMPONENTS = ("accuracy", "diversity", "efficiency")
+DOMAINS_DIR = Path(__file__).resolve().parents[2] / "configs" / "domains"
+
+
+@dataclass
+class RewardWeights:
+    """How much each normalized component counts; they need not sum to 1."""
+
+    accuracy: float = param(0.6, help="reward-model score, or reference metric when a reference exists")
+    diversity: float = param(0.3, help="distinct-n across a prompt's samples + non-repetition within")
+    efficiency: float = param(0.1, help="response length against the token budget")
+
+    def __post_init__(self):
+        for name in COMPONENTS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"weights.{name} must be ≥ 0, got {getattr(self, name)}")
+
+
+@dataclass
+class DomainConfig:
+    """One domain's reward recipe."""
+
+    name: str = param(help="domain tag used in prompt files")
+    description: str = param("", help="what the domain is and why its numbers are what they are")
+    weights: RewardWeights = param(RewardWeights(), help="component weights")
+    token_budget: int = param(256, help="response tokens that cost nothing; 0 efficiency at twice this")
+    accuracy_metric: str = param("token_f1", help="token_f1 | exact_match | rouge_l, used with a reference answer")
+
+    def __post_init__(self):
+        if self.token_budget <= 0:
+            raise ValueError(f"token_budget must be > 0, got {self.token_budget}")
+        if self.accuracy_metric not in METRICS:
+            raise ValueError(f"accuracy_metric must be one of {', '.join(METRICS)}, got {self.accuracy_metric!r}")
+
+
+def load_domains(folder: str | Path = DOMAINS_DIR) -> dict[str, DomainConfig]:
+    """Every `<name>.yaml` in `folder`; a file's `name` must match its file name."""
+    domains = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        cfg = from_dict(DomainConfig, load_yaml(path), str(path))
+        if cfg.name != path.stem:
+            raise ValueError(f"{path}: name '{cfg.name}' does not match the file name '{path.stem}'")
+        domains[cfg.name] = cfg
+    if not domains:
+        raise FileNotFoundError(f"no domain configs (*.yaml) in {folder}")
+    return domains
+
+
+@dataclass
+class Sample:
+    """One generated response, with what the components need."""
+
+    response: str
+    domain: str
+    group: int  # which prompt it was sampled for (diversity across samples)
+    n_tokens: int  # response length in tokens
+    reference: str | None = None  # reference answer, if the prompt row has one
+    rm_score: float | None = None  # reward-model score (already normalized by its saved stats)
+
+
+def component_scores(samples: list[Sample], domains: dict[str, DomainConfig]) -> dict[str, torch.Tensor]:
+    """Raw components, each (B,): accuracy, diversity, efficiency."""
+    for s in samples:
+        if s.domain not in domains:
+            raise KeyError(f"unknown domain '{s.domain}' (known: {', '.join(sorted(domains))})")
+        if s.reference is None and s.rm_score is None:
+            raise ValueError("a sample needs a reward-model score or a reference answer for its accuracy")
+    accuracy = [
+        METRICS[domains[s.domain].accuracy_metric](s.response, s.reference) if s.reference is not None else s.rm_score
+        for s in samples
+    ]
+    diversity = diversity_scores([s.response for s in samples], [s.group for s in samples])
+    efficiency = [length_score(s.n_tokens, domains[s.domain].token_budget) for s in samples]
+    return {
+        "accuracy": torch.tensor(accuracy, dtype=torch.float),
+        "diversity": torch.tensor(diversity, dtype=torch.float),
+        "efficiency": torch.tensor(efficiency, dtype=torch.float),
+    }
+
+
+@dataclass
+class RunningNorm:
+    """Running mean and variance (Welford, batched): normalize(x) = (x − mean) / std."""
+
+    count: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def update(self, x: torch.Tensor) -> None:
+        n = x.numel()
+        if n == 0:
+            return
+        batch_mean = x.double().mean().item()
+        batch_m2 = ((x.double() - batch_mean) ** 2).sum().item()
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
+
+    def normalize(self, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        # a component that has never varied carries no signal: it maps to 0
+        return (x - self.mean) / self.std if self.std > eps else torch.zeros_like(x)
+
+
+@dataclass
+class RewardMixer:
+    domains: dict[str, DomainConfig]
+    norms: dict[str, RunningNorm] = field(default_factory=lambda: {c: RunningNorm() for c in COMPONENTS})
+
+    def __call__(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mixed rewards (B,) and the raw components (for logging per domain)."""
+        raw = component_scores(samples, self.domains)
+        weights = torch.tensor(
+            [[getattr(self.domains[s.domain].weights, c) for c in COMPONENTS] for s in samples]
+        )  # (B, 3)
+        normalized = []
+        for c in COMPONENTS:
+            self.norms[c].update(raw[c])
+            normalized.append(self.norms[c].normalize(raw[c]))
+        mixed = (weights * torch.stack(normalized, dim=1)).sum(dim=1)  # (B,)
+        return mixed, raw
+
+    def state_dict(self) -> dict:
+        return {c: vars(n).copy() for c, n in self.norms.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.norms = {c: RunningNorm(**state[c]) for c in COMPONENTS}

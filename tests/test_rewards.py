@@ -1,0 +1,105 @@
+"""Reward components and the per-domain mixer, against values worked out by hand."""
+
+import pytest
+import torch
+
+from common.config import ConfigError
+from common.rewards.accuracy import exact_match, lcs_length, rouge_l, token_f1
+from common.rewards.diversity import distinct_n, diversity_scores, non_repetition
+from common.rewards.efficiency import length_score
+from common.rewards.mixer import RewardMixer, RunningNorm, Sample, load_domains
+
+
+def test_reference_metrics():
+    assert exact_match("The answer is 42.", "the answer is 42") == 1.0
+    assert exact_match("42", "41") == 0.0
+    # pred [the, cat, sat], ref [the, cat, sat, down]: P = 1, R = 3/4 → F1 = 6/7
+    assert token_f1("the cat sat", "the cat sat down") == pytest.approx(6 / 7)
+    assert token_f1("dog", "cat") == 0.0
+    assert lcs_length(list("abcbdab"), list("bdcaba")) == 4
+    # pred [a, b, c, d], ref [a, c, b, d]: LCS 3 → P = R = 3/4
+    assert rouge_l("a b c d", "a c b d") == pytest.approx(0.75)
+
+
+def test_chinese_is_scored_character_by_character():
+    # pred 每天两次 (4 chars), ref 每天三次 (4 chars): 3 shared → F1 = 3/4
+    assert token_f1("每天两次", "每天三次") == pytest.approx(0.75)
+    assert rouge_l("每天两次", "每天三次") == pytest.approx(0.75)
+
+
+def test_diversity_components():
+    # bigrams: (a b) (b c) | (a b) (b d): 3 distinct of 4
+    assert distinct_n(["a b c", "a b d"], 2) == pytest.approx(0.75)
+    # trigrams of "x y z x y z": (x y z) (y z x) (z x y) (x y z): 3 distinct of 4
+    assert non_repetition("x y z x y z") == pytest.approx(0.75)
+    scores = diversity_scores(["a b c", "a b d", "p q r s"], [0, 0, 1])
+    assert scores[0] == pytest.approx(0.5 * 0.75 + 0.5 * 1.0)
+    assert scores[2] == pytest.approx(1.0)  # alone for its prompt: within-response score twice
+
+
+def test_length_score():
+    assert [length_score(n, 100) for n in (10, 100, 150, 200, 500)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        length_score(5, 0)
+
+
+def test_running_norm_matches_the_statistics_of_everything_seen():
+    norm = RunningNorm()
+    a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0])
+    norm.update(a)
+    norm.update(b)
+    both = torch.cat([a, b]).double()
+    assert norm.mean == pytest.approx(both.mean().item())
+    assert norm.std == pytest.approx(both.std(unbiased=False).item())
+    constant = RunningNorm()
+    constant.update(torch.ones(4))
+    assert constant.normalize(torch.ones(4)).tolist() == [0.0] * 4
+
+
+def test_shipped_domains_parse_with_the_design_defaults():
+    domains = load_domains()
+    assert {"general", "medical", "finance", "legal", "code"} <= set(domains)
+    w = domains["general"].weights
+    assert (w.accuracy, w.diversity, w.efficiency) == (0.6, 0.3, 0.1)
+
+
+def test_bad_domain_file_names_the_key(tmp_path):
+    (tmp_path / "x.yaml").write_text("name: x\nweights: {accuracy: 1, speed: 2}\n")
+    with pytest.raises(ConfigError, match=r"x\.yaml: unknown key 'weights\.speed'"):
+        load_domains(tmp_path)
+
+
+def test_weights_decide_which_component_drives_the_mixed_reward(tmp_path):
+    (tmp_path / "acc.yaml").write_text("name: acc\nweights: {accuracy: 1, diversity: 0, efficiency: 0}\ntoken_budget: 10\n")
+    (tmp_path / "eff.yaml").write_text("name: eff\nweights: {accuracy: 0, diversity: 0, efficiency: 1}\ntoken_budget: 10\n")
+    domains = load_domains(tmp_path)
+
+    def batch(domain):
+        # sample 0: right but long; sample 1: wrong but short
+        return [Sample("the answer is four", domain, 0, 30, reference="the answer is four"),
+                Sample("five", domain, 1, 5, reference="the answer is four")]
+
+    acc, _ = RewardMixer(domains)(batch("acc"))
+    eff, raw = RewardMixer(domains)(batch("eff"))
+    assert acc[0] > acc[1] and eff[1] > eff[0]
+    assert raw["efficiency"].tolist() == [0.0, 1.0]
+    mixed, _ = RewardMixer(domains)(batch("acc") + batch("eff"))  # one batch, two domains
+    assert mixed[0] > mixed[1] and mixed[3] > mixed[2]
+
+
+def test_reward_model_score_is_the_accuracy_without_a_reference():
+    mixer = RewardMixer(load_domains())
+    _, raw = mixer([Sample("a", "general", 0, 3, rm_score=1.5), Sample("b", "general", 1, 3, rm_score=-0.5)])
+    assert raw["accuracy"].tolist() == [1.5, -0.5]
+    with pytest.raises(ValueError, match="needs a reward-model score or a reference"):
+        mixer([Sample("a", "general", 0, 3)])
+    with pytest.raises(KeyError, match="unknown domain 'space'"):
+        mixer([Sample("a", "space", 0, 3, rm_score=1.0)])
+
+
+def test_mixer_state_round_trips():
+    mixer = RewardMixer(load_domains())
+    mixer([Sample("a b c", "general", 0, 3, rm_score=1.0), Sample("d e", "medical", 1, 9, rm_score=0.0)])
+    other = RewardMixer(load_domains())
+    other.load_state_dict(mixer.state_dict())
+    assert other.state_dict() == mixer.state_dict()
