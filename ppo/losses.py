@@ -1,0 +1,151 @@
+"""PPO maths as pure functions over padded token tensors.
+
+Shapes: B responses, T response tokens (padded). `mask` (B, T) is 1 on real response tokens
+(up to and including EOS) and 0 on padding. Every reduction is a masked mean, so padding
+never counts and an all-padding batch gives 0 rather than NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+KLEstimator = Literal["k1", "k2", "k3"]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ x·mask / Σ mask; 0 when the mask is empty."""
+    total = mask.sum()
+    return (x * mask).sum() / total.clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean) / std over masked entries (population variance); padding stays 0."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from samples a ~ π, with log r = log π_ref(a) − log π(a):
+
+    - k1 = −log r              (unbiased, high variance, can be negative)
+    - k2 = ½ (log r)²          (biased, low variance, ≥ 0)
+    - k3 = (r − 1) − log r     (unbiased, low variance, ≥ 0)
+    """
+    log_ratio = ref_logprobs - logprobs  # (B, T)
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    if estimator == "k3":
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r} (k1, k2 or k3)")
+
+
+def token_rewards(
+    scores: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor
+) -> torch.Tensor:
+    """Per-token rewards (B, T): −β·KL on every token, plus the sequence score on its last real token."""
+    rewards = -kl_coef * kl * mask
+    last = (mask.sum(dim=1) - 1).clamp(min=0).long()  # (B,)
+    has_tokens = mask.sum(dim=1) > 0
+    rewards[torch.arange(len(scores)), last] += scores * has_tokens
+    return rewards
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over each response, backwards in time.
+
+    δ_t = r_t + γ V_{t+1} − V_t (V after the last real token is 0: the episode ends there),
+    A_t = δ_t + γλ A_{t+1}; returns = A + V. Both (B, T), zero on padding.
+    """
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    next_advantage = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    next_value = torch.zeros_like(next_advantage)
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = (delta + gamma * lam * next_advantage) * mask[:, t]
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate: mean of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = π/π_old.
+
+    Also returns approx KL(π_old ‖ π) (k3 form, ≥ 0) and the share of clipped tokens.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "approxkl": masked_mean(torch.expm1(-log_ratio) + log_ratio, mask),
+            "clipfrac": masked_mean((clipped > unclipped).float(), mask),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss: ½ mean of max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²)."""
+    clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
+    unclipped = (values - returns) ** 2
+    clipped = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask)}
+    return loss, stats
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) over the last dim: (B, T, V) → (B, T)."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token]: (B, T, V), (B, T) → (B, T)."""
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 − Var(R − V) / Var(R) over real tokens (1 = perfect critic, ≤ 0 = useless)."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    residual = returns - values
+    var_residual = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    return 1 - var_residual / var_returns.clamp(min=1e-8)
+
+
+class AdaptiveKLController:
+    """β follows the observed KL towards a target (Ziegler et al., 2019):
+    β ← β · (1 + clip(KL/target − 1, −0.2, 0.2) · n_steps / horizon)."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = min(max(current_kl / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + error * n_steps / self.horizon
+
+
+class FixedKLController:
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
