@@ -138,3 +138,9 @@ def test_make_rm_two_processes_with_deepspeed(stage, tiny_model_dir, tmp_path):
     assert len(shards) == 2, "optimizer state partitioned over 2 ranks"
     scores = load_reward_scorer(str(run / "model"))(["q", "q"], ["a", "b"])
     assert torch.isfinite(scores).all()
+
+
+def test_early_stopping_on_validation_loss(tiny_model_dir, tmp_path):
+    main(rm_args(tiny_model_dir, tmp_path, "--max_steps", "40", "--eval_steps", "2", "--save_steps", "2",
+                 "--early_stopping_patience", "1", "--early_stopping_threshold", "100"))
+    assert summary(tmp_path / "tiny")["global_step"] == 4, "first eval sets the best, the second fails the threshold"

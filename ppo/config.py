@@ -1,0 +1,86 @@
+"""The PPO stage's options: one dataclass, filled from `configs/ppo/*.yaml` + command line.
+
+Defaults follow the design: KL β = 0.2, entropy 0.01, γ = 0.99, λ = 0.95, clip 0.2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import param
+
+
+@dataclass
+class PromptSource:
+    """One prompt file and its share of the prompt mix."""
+
+    path: str = param(help="JSONL rows {prompt, domain, reference?}, or HH dialogues (first human turn)")
+    format: Literal["auto", "prompts", "hh"] = param("auto", help="row shape")
+    weight: float = param(1.0, help="share of this file's prompts: 0.5 = a random half, 2.0 = twice")
+
+
+@dataclass
+class PPOStageConfig:
+    """PPO against a reward model and rule-based components, with a KL penalty to the reference."""
+
+    # --- models
+    policy: str = param("runs/sft/default/model", help="policy to train (SFT output); also the frozen reference")
+    reward_model: str | None = param(
+        "runs/reward_model/default/model", help="reward model folder; None = rule-based components only"
+    )
+    critic: str | None = param(None, help="critic init; None = the reward model (InstructGPT), else a model spec")
+    finetune: Literal["lora", "full"] = param("lora", help="LoRA policy: the reference is the same weights, adapters off")
+    lora_rank: int = param(16, help="policy LoRA rank")
+    lora_alpha: int = param(32, help="policy LoRA alpha")
+
+    # --- data
+    prompts: list[PromptSource] = param([], help="prompt sources")
+    domains_dir: str = param("configs/domains", help="folder of per-domain reward configs")
+    max_prompt_tokens: int = param(256, help="prompts longer than this are skipped with a warning")
+
+    # --- rollout
+    prompts_per_step: int = param(8, help="prompts sampled per PPO step")
+    samples_per_prompt: int = param(2, help="responses sampled per prompt")
+    max_new_tokens: int = param(48, help="response length limit")
+    temperature: float = param(1.0, help="sampling temperature")
+    top_k: int = param(0, help="top-k sampling (0 = off)")
+    top_p: float = param(1.0, help="nucleus sampling (1 = off)")
+
+    # --- reward and KL
+    kl_coef: float = param(0.2, help="initial β of the KL penalty")
+    kl_estimator: Literal["k1", "k2", "k3"] = param("k1", help="per-token KL estimator")
+    kl_in_reward: bool = param(True, help="KL as a per-token reward penalty (True) or as a loss term (False)")
+    adaptive_kl: bool = param(False, help="adapt β towards target_kl")
+    target_kl: float = param(6.0, help="adaptive controller's target KL per response")
+    kl_horizon: int = param(10000, help="adaptive controller's horizon, in responses")
+    reward_clip: float = param(10.0, help="clip normalized scores to ±this")
+    missing_eos_penalty: float | None = param(1.0, help="subtracted from the score of a response without EOS")
+
+    # --- PPO update
+    gamma: float = param(0.99, help="discount")
+    lam: float = param(0.95, help="GAE λ")
+    whiten_advantages: bool = param(True, help="normalize advantages per batch")
+    cliprange: float = param(0.2, help="policy ratio clip ε")
+    cliprange_value: float = param(0.2, help="value clip ε")
+    vf_coef: float = param(0.5, help="value-loss weight (separate critic: scales its loss)")
+    entropy_coef: float = param(0.01, help="entropy bonus")
+    ppo_epochs: int = param(2, help="passes over each rollout batch")
+    mini_batch_size: int = param(8, help="responses per optimizer step")
+    policy_lr: float = param(1e-5, help="policy learning rate")
+    critic_lr: float = param(5e-5, help="critic learning rate")
+    max_grad_norm: float = param(1.0, help="gradient clipping norm")
+
+    # --- run
+    steps: int = param(20, help="PPO steps (rollout + update)")
+    run_name: str = param("default", help="run folder name under output_root")
+    output_root: str = param("runs/ppo", help="parent folder of run folders")
+    seed: int = param(42, help="seed")
+
+    def __post_init__(self):
+        if self.mini_batch_size > self.prompts_per_step * self.samples_per_prompt:
+            raise ValueError("mini_batch_size must be ≤ prompts_per_step × samples_per_prompt")
+        if not 0 < self.cliprange < 1:
+            raise ValueError(f"cliprange must be in (0, 1), got {self.cliprange}")
+        if self.kl_coef < 0 or self.entropy_coef < 0:
+            raise ValueError("kl_coef and entropy_coef must be ≥ 0")

@@ -1,0 +1,64 @@
+"""PPO prompts: JSONL rows `{prompt, domain, reference?}` or HH dialogues (their first human turn).
+
+`prompt` is text or chat messages ending with a user turn; `domain` names a file in
+`configs/domains/`; `reference` (optional) is an answer the accuracy component compares with.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from common.data import DataError, Message, check_messages, parse_hh_dialogue, require, unrecognised
+from common.hygiene import mix_by_weight
+from common.preferences import read_rows
+from ppo.config import PPOStageConfig
+
+
+@dataclass
+class Prompt:
+    messages: list[Message]  # ends with a user turn
+    domain: str
+    reference: str | None
+    where: str
+    source: int = 0
+
+
+def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str]) -> Prompt:
+    if fmt == "auto":
+        fmt = "prompts" if "prompt" in row else "hh" if "chosen" in row else ""
+        if not fmt:
+            raise unrecognised(row, where, "'prompt' (+ 'domain', 'reference') or an HH 'chosen' dialogue")
+    if fmt == "hh":
+        require(row, ("chosen",), where)
+        first = parse_hh_dialogue(row["chosen"], where)[0]
+        return Prompt([first], row.get("domain") or "general", None, where)
+    require(row, ("prompt",), where)
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError(f"{where}: 'prompt' is empty")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = check_messages(prompt, where, "prompt")
+        if messages[-1]["role"] != "user":
+            raise DataError(f"{where}: a chat 'prompt' must end with a user message")
+    domain = row.get("domain") or "general"
+    if domain not in domains:
+        raise DataError(f"{where}: unknown domain '{domain}' (known: {', '.join(sorted(domains))})")
+    reference = row.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise DataError(f"{where}: 'reference' must be a string")
+    return Prompt(messages, domain, reference, where)
+
+
+def load_prompts(cfg: PPOStageConfig, domains: set[str]) -> list[Prompt]:
+    if not cfg.prompts:
+        raise DataError("no prompts: the recipe's 'prompts' list is empty")
+    prompts = []
+    for i, src in enumerate(cfg.prompts):
+        for where, row in read_rows(src.path):
+            p = row_to_prompt(row, src.format, where, domains)
+            p.source = i
+            prompts.append(p)
+    return mix_by_weight(prompts, [s.weight for s in cfg.prompts], random.Random(cfg.seed))

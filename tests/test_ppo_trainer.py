@@ -1,0 +1,48 @@
+"""PPO on a tiny local model: it learns a rule reward, and survives the batches that break others."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from common.config import parse_args
+from common.models import load_model_and_tokenizer
+from ppo.config import PPOStageConfig
+from ppo.data import Prompt
+from ppo.trainer import PPOTrainer, build_critic
+
+PROMPTS = [Prompt([{"role": "user", "content": f"Say something about {w}."}], "general", None, "test")
+           for w in ("cats", "rates", "contracts", "code", "health", "rain", "tea", "maps")]
+
+
+def make_trainer(model_dir, score_fn, *overrides: str) -> PPOTrainer:
+    cfg = parse_args(PPOStageConfig, [
+        "--finetune", "full", "--prompts_per_step", "8", "--samples_per_prompt", "2", "--mini_batch_size", "8",
+        "--max_new_tokens", "8", "--policy_lr", "1e-2", "--critic_lr", "3e-3", "--ppo_epochs", "4",
+        "--missing_eos_penalty", "null", *overrides,
+    ])
+    torch.manual_seed(0)
+    policy, tokenizer = load_model_and_tokenizer(str(model_dir))
+    return PPOTrainer(cfg, policy, tokenizer, build_critic(str(model_dir), zero_head=True), score_fn)
+
+
+def target_token_rate(targets: torch.Tensor):
+    """Reward: the share of a response's tokens that are in `targets`."""
+    def score(prompts, texts, exp):
+        hits = torch.isin(exp.responses, targets).float() * exp.response_mask
+        return hits.sum(dim=1) / exp.response_mask.sum(dim=1)
+    return score
+
+
+def test_ppo_raises_a_rule_reward_while_kl_stays_finite(tiny_model_dir):
+    # a random policy emits one of these 64 of 512 tokens ~1/8 of the time: a learnable signal
+    trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), "--kl_coef", "0.05")
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    history = [trainer.step(PROMPTS) for _ in range(30)]
+    first = sum(h["objective/scores"] for h in history[:5]) / 5
+    last = sum(h["objective/scores"] for h in history[-5:]) / 5
+    assert last > first + 0.2, (first, last)
+    assert all(torch.isfinite(torch.tensor(h["objective/kl"])) for h in history)
+    assert all(h["loss/policy"] == h["loss/policy"] for h in history)  # no NaN
+    after = trainer.policy.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
