@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
@@ -13,6 +14,9 @@ from common.data import DataError, Message, check_messages, parse_hh_dialogue, r
 from common.hygiene import mix_by_weight
 from common.preferences import read_rows
 from ppo.config import PPOStageConfig
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,3 +66,17 @@ def load_prompts(cfg: PPOStageConfig, domains: set[str]) -> list[Prompt]:
             p.source = i
             prompts.append(p)
     return mix_by_weight(prompts, [s.weight for s in cfg.prompts], random.Random(cfg.seed))
+
+
+def drop_long_prompts(prompts: list[Prompt], tokenizer, max_tokens: int) -> list[Prompt]:
+    """Prompts longer than `max_tokens` (chat template applied) are skipped, with a warning."""
+    kept, skipped = [], []
+    for p in prompts:
+        n = len(tokenizer.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+        (kept if n <= max_tokens else skipped).append(p)
+    if skipped:
+        log.warning(
+            "skipped %d prompt(s) longer than max_prompt_tokens=%d: %s",
+            len(skipped), max_tokens, ", ".join(p.where for p in skipped[:5]),
+        )
+    return kept

@@ -46,3 +46,53 @@ def test_ppo_raises_a_rule_reward_while_kl_stays_finite(tiny_model_dir):
     assert all(h["loss/policy"] == h["loss/policy"] for h in history)  # no NaN
     after = trainer.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def constant(value: float):
+    return lambda prompts, texts, exp: torch.full((len(texts),), value)
+
+
+def assert_trains(stats: dict) -> None:
+    for key in ("loss/policy", "loss/value", "objective/kl", "objective/entropy"):
+        assert torch.isfinite(torch.tensor(stats[key])), (key, stats[key])
+
+
+def shift_eos_logit(trainer: PPOTrainer, shift: float) -> None:
+    """Add `shift` to the EOS logit in every forward pass (generation and training alike)."""
+    bias = torch.zeros(len(trainer.tokenizer))
+    bias[trainer.tokenizer.eos_token_id] = shift
+    trainer.policy.get_output_embeddings().register_forward_hook(lambda module, args, out: out + bias)
+
+
+def test_batch_where_every_response_ends_at_its_first_token(tiny_model_dir):
+    trainer = make_trainer(tiny_model_dir, constant(1.0), "--missing_eos_penalty", "1.0")
+    shift_eos_logit(trainer, 100.0)
+    stats = trainer.step(PROMPTS[:4])
+    assert stats["response_length"] == 1.0 and stats["eos_fraction"] == 1.0
+    assert_trains(stats)
+
+
+def test_batch_that_hits_the_length_limit_without_eos(tiny_model_dir):
+    trainer = make_trainer(tiny_model_dir, constant(0.5), "--missing_eos_penalty", "1.0", "--max_new_tokens", "4")
+    shift_eos_logit(trainer, -100.0)
+    stats = trainer.step(PROMPTS[:4])
+    assert stats["eos_fraction"] == 0.0 and stats["response_length"] == 4.0
+    assert stats["objective/scores"] == pytest.approx(0.5 - 1.0)  # the missing-EOS penalty applied
+    assert_trains(stats)
+
+
+def test_constant_reward_batch(tiny_model_dir):
+    trainer = make_trainer(tiny_model_dir, constant(2.0), "--kl_coef", "0")
+    stats = trainer.step(PROMPTS[:4])
+    assert_trains(stats)
+    assert stats["objective/scores"] == pytest.approx(2.0)
+
+
+def test_prompts_longer_than_the_budget_are_skipped_with_a_warning(tiny_model_dir, caplog):
+    from ppo.data import drop_long_prompts
+
+    _, tok = load_model_and_tokenizer(str(tiny_model_dir))
+    long = Prompt([{"role": "user", "content": "word " * 500}], "general", None, "p.jsonl:7")
+    kept = drop_long_prompts([PROMPTS[0], long], tok, max_tokens=64)
+    assert kept == [PROMPTS[0]]
+    assert "p.jsonl:7" in caplog.text
