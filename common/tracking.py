@@ -34,27 +34,46 @@ def setup_wandb(run_dir: Path, project: str, run_name: str, mode: str | None) ->
     os.environ.setdefault("WANDB_PROJECT", project)
     os.environ["WANDB_NAME"] = run_name
     if is_main_process():  # the only rank that logs
-        id_file = Path(run_dir) / "wandb_id"
-        if not id_file.is_file():
-            id_file.write_text(uuid.uuid4().hex[:12])
-        os.environ["WANDB_RUN_ID"] = id_file.read_text().strip()
+        os.environ["WANDB_RUN_ID"] = wandb_run_id(run_dir)
         os.environ["WANDB_RESUME"] = "allow"
     os.environ.setdefault("WANDB_SILENT", "true")
     return ["wandb"]
 
 
+def wandb_run_id(run_dir: Path) -> str:
+    """The run folder's W&B id, made once: a resumed run continues the same W&B run."""
+    id_file = Path(run_dir) / "wandb_id"
+    if not id_file.is_file():
+        id_file.write_text(uuid.uuid4().hex[:12])
+    return id_file.read_text().strip()
+
+
+def start_wandb(run_dir: Path, project: str, run_name: str, mode: str | None, config: dict):
+    """A W&B run for loops of our own (no HF Trainer); None when disabled or not rank 0."""
+    report_to = setup_wandb(run_dir, project, run_name, mode)
+    if not report_to or not is_main_process():
+        return None
+    import wandb
+
+    return wandb.init(project=os.environ["WANDB_PROJECT"], name=run_name, dir=str(run_dir),
+                      id=os.environ["WANDB_RUN_ID"], resume="allow", config=config)
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    with (Path(run_dir) / METRICS_FILE).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 class MetricsFileCallback(TrainerCallback):
     """Appends every logged dict, with step and wall time, to `<run>/metrics.jsonl` (rank 0)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_metrics(self.run_dir, {"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs})
 
 
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:

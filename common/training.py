@@ -160,7 +160,7 @@ def lora_config(cfg: TrainingOptions, task_type: str, modules_to_save: list[str]
 
 
 def callbacks(cfg: TrainingOptions, run_dir: Path) -> list:
-    out = [MetricsFileCallback(run_dir / "metrics.jsonl")]
+    out = [MetricsFileCallback(run_dir)]
     if cfg.early_stopping_patience is not None:
         out.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
     return out

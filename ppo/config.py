@@ -75,7 +75,13 @@ class PPOStageConfig:
     steps: int = param(20, help="PPO steps (rollout + update)")
     run_name: str = param("default", help="run folder name under output_root")
     output_root: str = param("runs/ppo", help="parent folder of run folders")
+    overwrite: bool = param(False, help="start afresh: delete a run folder of the same name first")
+    resume: bool = param(True, help="continue from the run folder's latest checkpoint, if any")
+    save_steps: int = param(5, help="checkpoint every N steps")
+    save_total_limit: int = param(2, help="checkpoints kept")
     seed: int = param(42, help="seed")
+    wandb_project: str = param("rlhfkit", help="W&B project")
+    wandb_mode: Literal["offline", "online", "disabled"] | None = param(None, help="None = $WANDB_MODE, else offline")
 
     def __post_init__(self):
         if self.mini_batch_size > self.prompts_per_step * self.samples_per_prompt:

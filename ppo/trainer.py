@@ -100,6 +100,7 @@ class PPOTrainer:
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )
         self.tokenizer.padding_side = "left"
+        self.last_samples: list[dict] = []  # the latest rollout, for the run folder
 
     # ------------------------------------------------------------------ model passes
 
@@ -168,6 +169,10 @@ class PPOTrainer:
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~exp.ended).float()
         exp.scores = scores
+        self.last_samples = [
+            {"prompt": p.messages[-1]["content"], "domain": p.domain, "response": t, "score": s}
+            for p, t, s in zip(prompts, texts, scores.tolist())
+        ]
 
     # ------------------------------------------------------------------ 3. advantages
 

@@ -91,8 +91,8 @@ def test_reward_model_score_is_the_accuracy_without_a_reference():
     mixer = RewardMixer(load_domains())
     _, raw = mixer([Sample("a", "general", 0, 3, rm_score=1.5), Sample("b", "general", 1, 3, rm_score=-0.5)])
     assert raw["accuracy"].tolist() == [1.5, -0.5]
-    with pytest.raises(ValueError, match="needs a reward-model score or a reference"):
-        mixer([Sample("a", "general", 0, 3)])
+    mixed, raw = mixer([Sample("a b", "general", 0, 3), Sample("a b", "general", 1, 3)])  # no judge: rule-only
+    assert torch.isnan(raw["accuracy"]).all() and torch.isfinite(mixed).all()
     with pytest.raises(KeyError, match="unknown domain 'space'"):
         mixer([Sample("a", "space", 0, 3, rm_score=1.0)])
 

@@ -81,14 +81,18 @@ class Sample:
 
 
 def component_scores(samples: list[Sample], domains: dict[str, DomainConfig]) -> dict[str, torch.Tensor]:
-    """Raw components, each (B,): accuracy, diversity, efficiency."""
+    """Raw components, each (B,): accuracy, diversity, efficiency.
+
+    Accuracy is NaN for a sample with neither a reward-model score nor a reference answer
+    (a rule-only run): it then adds nothing to that sample's mixed reward.
+    """
     for s in samples:
         if s.domain not in domains:
             raise KeyError(f"unknown domain '{s.domain}' (known: {', '.join(sorted(domains))})")
-        if s.reference is None and s.rm_score is None:
-            raise ValueError("a sample needs a reward-model score or a reference answer for its accuracy")
     accuracy = [
-        METRICS[domains[s.domain].accuracy_metric](s.response, s.reference) if s.reference is not None else s.rm_score
+        METRICS[domains[s.domain].accuracy_metric](s.response, s.reference)
+        if s.reference is not None
+        else s.rm_score if s.rm_score is not None else math.nan  # no judge for this sample
         for s in samples
     ]
     diversity = diversity_scores([s.response for s in samples], [s.group for s in samples])
@@ -109,6 +113,7 @@ class RunningNorm:
     m2: float = 0.0
 
     def update(self, x: torch.Tensor) -> None:
+        x = x[~torch.isnan(x)]
         n = x.numel()
         if n == 0:
             return
@@ -125,8 +130,9 @@ class RunningNorm:
         return math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0
 
     def normalize(self, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-        # a component that has never varied carries no signal: it maps to 0
-        return (x - self.mean) / self.std if self.std > eps else torch.zeros_like(x)
+        # a component that has never varied carries no signal, and a missing one (NaN) none: both map to 0
+        out = (x - self.mean) / self.std if self.std > eps else torch.zeros_like(x)
+        return torch.nan_to_num(out, nan=0.0)
 
 
 @dataclass

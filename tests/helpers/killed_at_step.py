@@ -1,9 +1,9 @@
-"""Run `python -m MODULE ARGS...` but SIGKILL the process right after optimizer step N.
+"""Run `python -m MODULE ARGS...` but SIGKILL the process right after training step N.
 
 Usage: python tests/helpers/killed_at_step.py MODULE N --config ... [--key value ...]
-Every `transformers.Trainer` made in the process gets a callback that does the kill, so the
-point is deterministic; the kill itself is a real SIGKILL: no cleanup code runs, as when a
-node dies or the OOM killer strikes.
+Every `transformers.Trainer` made in the process gets a callback that does the kill, and
+PPO's step counter does the same, so the point is deterministic; the kill itself is a real
+SIGKILL: no cleanup code runs, as when a node dies or the OOM killer strikes.
 """
 
 import os
@@ -31,5 +31,19 @@ def init_and_arm(self, *args, **kwargs):
 
 
 transformers.Trainer.__init__ = init_and_arm
+
+if module == "ppo":
+    import ppo.trainer
+
+    _step = ppo.trainer.PPOTrainer.step
+    calls = []
+
+    def step_and_maybe_die(self, prompts):
+        if len(calls) == kill_step:  # N steps done since this process started
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls.append(1)
+        return _step(self, prompts)
+
+    ppo.trainer.PPOTrainer.step = step_and_maybe_die
 sys.argv = [module, *sys.argv[3:]]
 runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -1,0 +1,69 @@
+"""`python -m ppo` end to end on the tiny recipe: outputs, logs, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.data import DataError
+from common.models import load_model_and_tokenizer
+from common.tracking import read_metrics
+from ppo.__main__ import main
+
+from conftest import REPO
+
+TINY = str(REPO / "configs/ppo/tiny.yaml")
+REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
+            "policy/clipfrac", "loss/policy", "loss/value", "val/clipfrac", "val/explained_variance", "kl_coef",
+            "response_length", "tokens_per_second", "time/generate", "time/score", "time/train")
+
+
+def args(model_dir, out: Path, *extra: str) -> list[str]:
+    return ["--config", TINY, "--policy", str(model_dir), "--output_root", str(out),
+            "--prompts", f"[{{path: {REPO}/data/prompts/general.jsonl}}, {{path: {REPO}/data/prompts/code.jsonl}}]", *extra]
+
+
+def test_tiny_run_logs_every_metric_and_saves_a_loadable_policy(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path))
+    run = tmp_path / "tiny"
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(key in rows[-1] for key in REQUIRED), set(REQUIRED) - set(rows[-1])
+    assert "reward/code/efficiency" in rows[-1] and "reward/general/diversity" in rows[-1]
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 * 4 * 2 and {"step", "prompt", "response", "score", "domain"} <= set(samples[0])
+    model, _ = load_model_and_tokenizer(str(run / "model"))  # the adapter merges onto the tiny base
+    assert model.config.num_hidden_layers == 2
+
+
+def test_bad_prompt_row_names_file_and_line(tiny_model_dir, tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "hi", "domain": "general"}\n{"prompt": "hi", "domain": "astrology"}\n')
+    with pytest.raises(DataError, match=r"p\.jsonl:2: unknown domain 'astrology'"):
+        main(["--config", TINY, "--policy", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
+              "--prompts", f"[{{path: {bad}}}]"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path / "a"))
+    args_b = args(tiny_model_dir, tmp_path / "b")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "ppo", "5", *args_b],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (tmp_path / "b/tiny/model").exists()
+    main(args_b)  # resumes from step-4
+    a, b = read_metrics(tmp_path / "a/tiny"), read_metrics(tmp_path / "b/tiny")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    skip = ("tokens_per_second", "time/generate", "time/score", "time/train")
+    for ra, rb in zip(a, b):
+        for key in ra:
+            if key not in skip:
+                assert rb[key] == pytest.approx(ra[key], abs=1e-6), (ra["step"], key)
