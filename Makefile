@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft rm bench default-model clean-runs
+.PHONY: setup test sft rm ppo bench default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -51,6 +51,15 @@ sft: $(VENV)/.installed
 
 rm: $(VENV)/.installed
 	$(call launch,reward_model,configs/reward_model/default.yaml)
+
+# With the default recipe, PPO first builds what it stands on: the default SFT and reward
+# models (skipped when their run folders already hold a model).
+ppo: $(VENV)/.installed
+ifeq ($(CONFIG),)
+	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+endif
+	$(call launch,ppo,configs/ppo/default.yaml)
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/precision.py

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from common.cli import run_stage
-from common.config import parse_args, save_yaml, to_dict
+from common import distributed
+from common.config import ConfigError, parse_args, save_yaml, to_dict
 from common.data import DataError
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.reward import load_reward_scorer
@@ -21,6 +22,7 @@ from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_
 from common.training import base_spec
 from ppo.config import PPOStageConfig
 from ppo.data import drop_long_prompts, load_prompts
+from ppo.plot import plot_reward_curve
 from ppo.scoring import MixedReward
 from ppo.state import batch_for_step, latest_checkpoint, load_checkpoint, save_checkpoint
 from ppo.trainer import PPOTrainer, build_critic
@@ -37,7 +39,7 @@ def build(cfg: PPOStageConfig):
         raise DataError("no prompts left within max_prompt_tokens")
     scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
     critic_spec = cfg.critic or cfg.reward_model or cfg.policy
-    critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy)
+    critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
     mixer = RewardMixer(domains)
     reward = MixedReward(mixer, scorer)
     return PPOTrainer(cfg, policy, tokenizer, critic, reward), prompts, mixer, reward
@@ -60,6 +62,8 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
+    if distributed.world_size() > 1:
+        raise ConfigError("PPO runs in one process for now: multi-process PPO with DeepSpeed is not built yet")
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
     set_seed(cfg.seed)
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit)
     final = save_policy(cfg, run_dir, trainer)
     finish_wandb()
-    print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}")
+    curve = plot_reward_curve(run_dir)
+    print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}; curve in {curve}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class PPOStageConfig:
     finetune: Literal["lora", "full"] = param("lora", help="LoRA policy: the reference is the same weights, adapters off")
     lora_rank: int = param(16, help="policy LoRA rank")
     lora_alpha: int = param(32, help="policy LoRA alpha")
+    lora_layers: list[int] | None = param(None, help="policy decoder layers to adapt (None = all)")
+    critic_freeze_layers: int = param(0, help="freeze the critic's embeddings and this many lowest layers")
 
     # --- data
     prompts: list[PromptSource] = param([], help="prompt sources")

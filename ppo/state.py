@@ -46,7 +46,7 @@ def save_checkpoint(run_dir: Path, step: int, trainer, mixer_state: dict, keep: 
         {
             "step": step,
             "policy": trainable_state(trainer.policy),
-            "critic": trainer.critic.state_dict(),
+            "critic": trainable_state(trainer.critic),
             "policy_opt": trainer.policy_opt.state_dict(),
             "critic_opt": trainer.critic_opt.state_dict(),
             "kl_coef": trainer.kl_ctl.value,
@@ -81,7 +81,7 @@ def load_checkpoint(folder: Path, trainer, mixer) -> int:
     """Restore everything saved by `save_checkpoint`; returns the step to continue after."""
     state = torch.load(folder / "state.pt", weights_only=False)
     trainer.policy.load_state_dict(state["policy"], strict=False)
-    trainer.critic.load_state_dict(state["critic"])
+    trainer.critic.load_state_dict(state["critic"], strict=False)
     trainer.policy_opt.load_state_dict(state["policy_opt"])
     trainer.critic_opt.load_state_dict(state["critic_opt"])
     trainer.kl_ctl.value = state["kl_coef"]

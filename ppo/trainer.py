@@ -71,13 +71,18 @@ class Critic(nn.Module):
         return self.head(hidden).squeeze(-1).float()
 
 
-def build_critic(spec: str, zero_head: bool) -> Critic:
+def build_critic(spec: str, zero_head: bool, freeze_layers: int = 0) -> Critic:
     from transformers import AutoModelForSequenceClassification
 
     model, _ = load_model_and_tokenizer(spec, model_class=AutoModelForSequenceClassification, num_labels=1)
     if zero_head:  # a fresh head starts predicting 0 rather than noise
         nn.init.zeros_(model.score.weight)
-    return Critic(model.base_model, model.score)
+    backbone = model.base_model
+    if freeze_layers > 0:  # backpropagation stops at the first trained layer: cheaper steps
+        backbone.embed_tokens.requires_grad_(False)
+        for layer in backbone.layers[:freeze_layers]:
+            layer.requires_grad_(False)
+    return Critic(backbone, model.score)
 
 
 class PPOTrainer:
@@ -88,14 +93,19 @@ class PPOTrainer:
 
             # the reference is the same weights with the adapters switched off: no second copy
             self.policy = get_peft_model(
-                policy, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+                policy,
+                LoraConfig(
+                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                    layers_to_transform=cfg.lora_layers, task_type="CAUSAL_LM",
+                ),
             )
             self.ref_policy = None
         else:
             self.policy = policy
             self.ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
         self.policy_opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=cfg.policy_lr)
-        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
+        self.critic_opt = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad], lr=cfg.critic_lr)
         self.kl_ctl = (
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )

@@ -37,6 +37,7 @@ def test_tiny_run_logs_every_metric_and_saves_a_loadable_policy(tiny_model_dir, 
     assert "reward/code/efficiency" in rows[-1] and "reward/general/diversity" in rows[-1]
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 6 * 4 * 2 and {"step", "prompt", "response", "score", "domain"} <= set(samples[0])
+    assert (run / "reward_curve.png").stat().st_size > 1000
     model, _ = load_model_and_tokenizer(str(run / "model"))  # the adapter merges onto the tiny base
     assert model.config.num_hidden_layers == 2
 

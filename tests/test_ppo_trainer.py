@@ -96,3 +96,22 @@ def test_prompts_longer_than_the_budget_are_skipped_with_a_warning(tiny_model_di
     kept = drop_long_prompts([PROMPTS[0], long], tok, max_tokens=64)
     assert kept == [PROMPTS[0]]
     assert "p.jsonl:7" in caplog.text
+
+
+def test_domain_weights_decide_which_component_improves(tiny_model_dir, tmp_path):
+    from common.rewards.mixer import RewardMixer, load_domains
+    from ppo.scoring import MixedReward
+
+    (tmp_path / "brief.yaml").write_text("name: brief\nweights: {accuracy: 0, diversity: 0, efficiency: 1}\ntoken_budget: 3\n")
+    (tmp_path / "varied.yaml").write_text("name: varied\nweights: {accuracy: 0, diversity: 1, efficiency: 0}\ntoken_budget: 3\n")
+    domains = load_domains(tmp_path)
+    lengths = {}
+    for name in ("brief", "varied"):
+        prompts = [Prompt(p.messages, name, None, "test") for p in PROMPTS]
+        trainer = make_trainer(tiny_model_dir, MixedReward(RewardMixer(domains), None), "--kl_coef", "0.01")
+        shift_eos_logit(trainer, 4.0)  # EOS likely enough that lengths vary from the start
+        history = [trainer.step(prompts) for _ in range(25)]
+        lengths[name] = [h["response_length"] for h in history]
+    first, last = (lambda xs: sum(xs[:5]) / 5), (lambda xs: sum(xs[-5:]) / 5)
+    assert last(lengths["brief"]) < first(lengths["brief"]) - 0.5, lengths["brief"]
+    assert last(lengths["brief"]) < last(lengths["varied"]) - 0.5, lengths

@@ -1,0 +1,33 @@
+"""The reward curve of a PPO run, drawn from its metrics file into `<run>/reward_curve.png`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.tracking import read_metrics
+
+
+def plot_reward_curve(run_dir: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    steps = [r["step"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(steps, [r["objective/scores"] for r in rows], marker=".", label="mixed reward (score)")
+    top.plot(steps, [r["objective/rlhf_reward"] for r in rows], marker=".", label="score − β·KL")
+    top.set_ylabel("reward")
+    top.legend()
+    top.grid(alpha=0.3)
+    bottom.plot(steps, [r["objective/kl"] for r in rows], color="tab:red", marker=".")
+    bottom.set_ylabel("KL to reference (per response)")
+    bottom.set_xlabel("PPO step")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(f"PPO — {Path(run_dir).name}")
+    fig.tight_layout()
+    out = Path(run_dir) / "reward_curve.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
