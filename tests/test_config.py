@@ -109,3 +109,11 @@ def test_help_lists_documented_fields(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--lora.rank" in out and "--hygiene.near_dup_threshold" in out and "adapter rank" in out
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs/ppo").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_ppo_recipe_parses(recipe):
+    from ppo.config import PPOStageConfig
+
+    cfg = parse_args(PPOStageConfig, ["--config", str(recipe)])
+    assert cfg.prompts and all((REPO / p.path).is_file() for p in cfg.prompts)
