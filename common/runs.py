@@ -11,6 +11,8 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
+from common.config import save_yaml
+
 FINAL = "model"
 CHECKPOINTS = "checkpoints"
 
@@ -21,6 +23,14 @@ class RunExistsError(FileExistsError):
 
 def run_dir_for(output_root: str, run_name: str) -> Path:
     return Path(output_root) / run_name
+
+
+def open_run_dir(run_dir: Path, cfg, report=None) -> None:
+    """Create the run folder with its resolved config (and the data report, if any)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+    if report is not None:
+        report.save(run_dir / "data_report.json")
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:

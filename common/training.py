@@ -16,7 +16,7 @@ from transformers import EarlyStoppingCallback
 
 from common import distributed
 from common.config import param
-from common.models import DEFAULT_MODEL, resolve_model
+from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
 from common.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, publish, resolve_resume
 from common.tracking import MetricsFileCallback, setup_wandb, truncate_metrics
@@ -193,6 +193,15 @@ def base_spec(model_spec: str) -> str:
     return str(Path(resolved).resolve()) if Path(resolved).is_dir() and Path(model_spec).exists() else model_spec
 
 
+def record_adapter_base(folder: Path, model_spec: str) -> None:
+    """A saved LoRA adapter names the spec it was trained on; full weights are left alone."""
+    path = Path(folder) / ADAPTER_CONFIG
+    if path.is_file():
+        meta = json.loads(path.read_text())
+        meta["base_model_name_or_path"] = base_spec(model_spec)
+        path.write_text(json.dumps(meta, indent=2))
+
+
 def save_final(cfg: TrainingOptions, run_dir: Path, trainer, summary: dict, extra_files: dict[str, Any] | None = None) -> Path:
     """Write the model to model.tmp (all ranks: ZeRO-3 gathers), then rank 0 adds the
     tokenizer and `extra_files` (name → JSON-able) and publishes it as model/."""
@@ -201,11 +210,7 @@ def save_final(cfg: TrainingOptions, run_dir: Path, trainer, summary: dict, extr
     trainer.save_model(str(tmp))
     if distributed.is_main_process():
         trainer.processing_class.save_pretrained(tmp)
-        adapter_cfg = tmp / "adapter_config.json"
-        if adapter_cfg.is_file():
-            meta = json.loads(adapter_cfg.read_text())
-            meta["base_model_name_or_path"] = base_spec(cfg.model)
-            adapter_cfg.write_text(json.dumps(meta, indent=2))
+        record_adapter_base(tmp, cfg.model)
         for name, content in (extra_files or {}).items():
             (tmp / name).write_text(json.dumps(content, indent=2))
         publish(tmp, final)

@@ -12,14 +12,14 @@ from transformers import set_seed
 
 from common.cli import run_stage
 from common import distributed
-from common.config import ConfigError, parse_args, save_yaml, to_dict
+from common.config import ConfigError, parse_args, to_dict
 from common.data import DataError
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, load_domains
-from common.runs import FINAL, check_run_dir, publish, run_dir_for
+from common.runs import FINAL, check_run_dir, open_run_dir, publish, run_dir_for
 from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
-from common.training import base_spec
+from common.training import record_adapter_base
 from ppo.config import PPOStageConfig
 from ppo.data import drop_long_prompts, load_prompts
 from ppo.plot import plot_reward_curve
@@ -51,10 +51,7 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
     if cfg.finetune == "lora":
         trainer.policy.save_pretrained(tmp)
         trainer.tokenizer.save_pretrained(tmp)
-        meta_path = tmp / "adapter_config.json"
-        meta = json.loads(meta_path.read_text())
-        meta["base_model_name_or_path"] = base_spec(cfg.policy)
-        meta_path.write_text(json.dumps(meta, indent=2))
+        record_adapter_base(tmp, cfg.policy)
         publish(tmp, final)
         return final
     return save_model_folder(trainer.policy, trainer.tokenizer, final)
@@ -68,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     check_run_dir(run_dir, cfg.overwrite)
     set_seed(cfg.seed)
     trainer, prompts, mixer, reward = build(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
+    open_run_dir(run_dir, cfg)
 
     start = 0
     checkpoint = latest_checkpoint(run_dir) if cfg.resume else None

@@ -24,12 +24,14 @@ CHECKPOINTS = "checkpoints"
 def batch_for_step(prompts: list[Prompt], step: int, size: int, seed: int) -> list[Prompt]:
     """Prompts of step `step`: consecutive slices of a per-epoch seeded shuffle."""
     n = len(prompts)
+    orders: dict[int, list[int]] = {}
     out = []
     for k in range(step * size, (step + 1) * size):
         epoch, pos = divmod(k, n)
-        order = list(range(n))
-        random.Random(seed + epoch).shuffle(order)
-        out.append(prompts[order[pos]])
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(seed + epoch).shuffle(orders[epoch])
+        out.append(prompts[orders[epoch][pos]])
     return out
 
 

@@ -8,9 +8,9 @@ from transformers import TrainingArguments, set_seed
 
 from common import distributed, training
 from common.cli import run_stage
-from common.config import parse_args, save_yaml
+from common.config import parse_args
 from common.reward import REWARD_CONFIG
-from common.runs import check_run_dir, run_dir_for
+from common.runs import check_run_dir, open_run_dir, run_dir_for
 from common.tracking import finish_wandb
 from reward_model import data as rm_data
 from reward_model.config import RMStageConfig
@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     data = rm_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     if distributed.is_main_process():
         print("data hygiene:\n" + data.report.table(), flush=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
-        data.report.save(run_dir / "data_report.json")
+        open_run_dir(run_dir, cfg, data.report)
     distributed.barrier()
 
     splits = [data.train] + ([data.validation] if data.validation is not None else [])

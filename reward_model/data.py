@@ -67,11 +67,12 @@ def clean(groups: list[PreferenceGroup], report: HygieneReport) -> list[Preferen
 
 def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int):
     """Held-out prompts are never trained on: every group of a prompt goes to the same side."""
-    prompts = sorted({_key(g.prompt) for g in groups})
+    keys = [_key(g.prompt) for g in groups]
+    prompts = sorted(set(keys))
     _, val_idx = split_indices(len(prompts), val_fraction, seed)
     held_out = {prompts[i] for i in val_idx}
-    train = [g for g in groups if _key(g.prompt) not in held_out]
-    val = [g for g in groups if _key(g.prompt) in held_out]
+    train = [g for g, k in zip(groups, keys) if k not in held_out]
+    val = [g for g, k in zip(groups, keys) if k in held_out]
     return train, val
 
 

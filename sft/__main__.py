@@ -8,7 +8,7 @@ import sys
 from common import distributed, training
 from common.cli import run_stage
 from common.config import parse_args
-from common.runs import check_run_dir, run_dir_for
+from common.runs import check_run_dir, open_run_dir, run_dir_for
 from common.tracking import finish_wandb
 from sft import data as sft_data
 from sft import train as sft_train
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     data = sft_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     if distributed.is_main_process():
         print("data hygiene:\n" + data.report.table(), flush=True)
-        sft_train.write_run_files(cfg, run_dir, data)
+        open_run_dir(run_dir, cfg, data.report)
     distributed.barrier()
     trainer = sft_train.build_trainer(cfg, run_dir, data, model, tokenizer)
     summary = training.train_with_resume(cfg, run_dir, trainer)

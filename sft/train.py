@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from common import training
-from common.config import save_yaml
 from common.generate import chat
 from common.models import load_model_and_tokenizer
 from sft.config import SFTStageConfig
@@ -46,8 +45,3 @@ def sample_answers(model_dir: Path, run_dir: Path, prompts: list[str] = SAMPLE_P
             f.write(json.dumps(s, ensure_ascii=False) + "\n")
     return samples
 
-
-def write_run_files(cfg: SFTStageConfig, run_dir: Path, data: PreparedData) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
-    data.report.save(run_dir / "data_report.json")
