@@ -7,11 +7,13 @@ folder named `model` is always whole; a run that stops early keeps only its chec
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from common.config import save_yaml
+from common.config import param, save_yaml
 
 FINAL = "model"
 CHECKPOINTS = "checkpoints"
@@ -19,6 +21,27 @@ CHECKPOINTS = "checkpoints"
 
 class RunExistsError(FileExistsError):
     pass
+
+
+@dataclass
+class RunOptions:
+    """What every stage's run shares: where it goes, checkpoints, seed, precision, tracking,
+    DeepSpeed. Each stage's config extends this (through `TrainingOptions` for the stages
+    trained by a Hugging Face `Trainer`)."""
+
+    run_name: str = param("default", help="run folder name under output_root")
+    output_root: str = param("runs/stage", help="parent folder of run folders")
+    overwrite: bool = param(False, help="start afresh: delete a run folder of the same name first")
+    resume: str = param("auto", help="auto = latest checkpoint in the run folder, never, or a checkpoint path")
+    save_steps: int = param(50, help="checkpoint every N steps")
+    save_total_limit: int = param(2, help="checkpoints kept (oldest deleted)")
+    seed: int = param(42, help="seed for data order, split, init, dropout and sampling")
+    precision: Literal["auto", "bf16", "fp32"] = param("auto", help="auto = bf16 where the device runs it fast")
+    wandb_project: str = param("rlhfkit", help="W&B project")
+    wandb_mode: Literal["offline", "online", "disabled"] | None = param(
+        None, help="W&B mode; None = $WANDB_MODE, else offline"
+    )
+    deepspeed: str | None = param(None, help="DeepSpeed JSON config (configs/deepspeed/*.json), None = off")
 
 
 def run_dir_for(output_root: str, run_name: str) -> Path:

@@ -18,7 +18,7 @@ from common import distributed
 from common.config import param
 from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
 from common.precision import resolve_precision
-from common.runs import CHECKPOINTS, FINAL, publish, resolve_resume
+from common.runs import CHECKPOINTS, FINAL, RunOptions, publish, resolve_resume
 from common.tracking import MetricsFileCallback, setup_wandb, truncate_metrics
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,15 @@ class LoraSettings:
 
 
 @dataclass
-class TrainingOptions:
+class TrainingOptions(RunOptions):
     """Options shared by the trainer-based stages (each stage's config extends this)."""
 
-    # --- what to train, where the run goes
+    # --- what to train
     model: str = param(DEFAULT_MODEL, help="model spec: default model, tiny-random, a folder, or a hub id")
-    run_name: str = param("default", help="run folder name under output_root")
-    output_root: str = param("runs/stage", help="parent folder of run folders")
-    overwrite: bool = param(False, help="start afresh: delete a run folder of the same name first")
     finetune: Literal["lora", "full"] = param("lora", help="train a LoRA adapter or all weights")
     lora: LoraSettings = param(LoraSettings(), help="LoRA shape")
 
     # --- optimisation
-    precision: Literal["auto", "bf16", "fp32"] = param("auto", help="auto = bf16 where the device runs it fast")
     learning_rate: float = param(2e-4, help="peak learning rate")
     lr_scheduler: str = param("cosine", help="transformers scheduler name")
     warmup_ratio: float = param(0.03, help="share of steps spent warming up, in [0, 1)")
@@ -66,23 +62,12 @@ class TrainingOptions:
     grad_accum: int = param(1, help="micro-batches per optimizer step")
     max_grad_norm: float = param(1.0, help="gradient clipping norm")
     gradient_checkpointing: bool = param(False, help="recompute activations to save memory")
-    seed: int = param(42, help="seed for data order, split, init and dropout")
 
-    # --- logging, checkpoints, stopping
+    # --- logging, evaluation, stopping
     logging_steps: int = param(5, help="log metrics every N steps")
     eval_steps: int = param(50, help="evaluate on the validation split every N steps")
-    save_steps: int = param(50, help="checkpoint every N steps")
-    save_total_limit: int = param(2, help="checkpoints kept (oldest deleted)")
-    resume: str = param("auto", help="auto = latest checkpoint in the run folder, never, or a checkpoint path")
     early_stopping_patience: int | None = param(None, help="stop after N evals without improvement (None = off)")
     early_stopping_threshold: float = param(0.0, help="minimum eval-loss improvement that counts")
-    wandb_project: str = param("rlhfkit", help="W&B project")
-    wandb_mode: Literal["offline", "online", "disabled"] | None = param(
-        None, help="W&B mode; None = $WANDB_MODE, else offline"
-    )
-
-    # --- distributed
-    deepspeed: str | None = param(None, help="DeepSpeed JSON config (configs/deepspeed/*.json), None = off")
 
     def __post_init__(self):
         for key in ("batch_size", "grad_accum", "logging_steps", "eval_steps", "save_steps"):

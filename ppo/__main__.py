@@ -13,8 +13,10 @@ from transformers import set_seed
 from common.cli import run_stage
 from common import distributed
 from common.config import ConfigError, parse_args, to_dict
+from common.engines import ds_config, inference_module
 from common.data import DataError
 from common.models import load_model_and_tokenizer, save_model_folder
+from common.precision import resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, load_domains
 from common.runs import FINAL, check_run_dir, open_run_dir, publish, run_dir_for
@@ -37,59 +39,106 @@ def build(cfg: PPOStageConfig):
     prompts = drop_long_prompts(load_prompts(cfg, set(domains)), tokenizer, cfg.max_prompt_tokens)
     if not prompts:
         raise DataError("no prompts left within max_prompt_tokens")
+    ds = None
+    if cfg.deepspeed:
+        bf16 = resolve_precision(cfg.precision) == "bf16"
+        ds = ds_config(cfg.deepspeed, cfg.mini_batch_size // distributed.world_size(), cfg.max_grad_norm, bf16,
+                       policy.config.hidden_size)
     scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
-    critic_spec = cfg.critic or cfg.reward_model or cfg.policy
-    critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
-    mixer = RewardMixer(domains)
+    if scorer is not None:
+        scorer.model = inference_module(scorer.model, ds)
+    critic = None
+    if cfg.value_model == "separate":
+        critic_spec = cfg.critic or cfg.reward_model or cfg.policy
+        critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
+    mixer = RewardMixer(domains, rm_saved_stats=cfg.reward_norm == "reward_model")
     reward = MixedReward(mixer, scorer)
-    return PPOTrainer(cfg, policy, tokenizer, critic, reward), prompts, mixer, reward
+    return PPOTrainer(cfg, policy, tokenizer, critic, reward, ds), prompts, mixer, reward
+
+
+def check_processes(cfg: PPOStageConfig) -> None:
+    world = distributed.world_size()
+    if world == 1:
+        return
+    if not cfg.deepspeed:
+        raise ConfigError(f"{world} processes need a DeepSpeed config: --deepspeed configs/deepspeed/zero2.json (or DS=zero2 with make)")
+    for key in ("prompts_per_step", "mini_batch_size"):
+        if getattr(cfg, key) % world:
+            raise ConfigError(f"{key} ({getattr(cfg, key)}) must be a multiple of the number of processes ({world})")
 
 
 def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path:
-    """The trained policy as model/: a LoRA adapter naming its base, or full weights."""
+    """The trained policy as model/: a LoRA adapter naming its base, or full weights.
+    Every rank calls this (ZeRO-3 gathers the weights); rank 0 writes."""
     final, tmp = run_dir / FINAL, run_dir / (FINAL + ".tmp")
-    if cfg.finetune == "lora":
-        trainer.policy.save_pretrained(tmp)
-        trainer.tokenizer.save_pretrained(tmp)
-        record_adapter_base(tmp, cfg.policy)
-        publish(tmp, final)
-        return final
-    return save_model_folder(trainer.policy, trainer.tokenizer, final)
+    params = [p for p in trainer.policy.parameters() if p.requires_grad] if cfg.finetune == "lora" else None
+    with trainer.actor.gathered(params):
+        if distributed.is_main_process():
+            if cfg.finetune == "lora":
+                trainer.policy.save_pretrained(tmp)
+                trainer.tokenizer.save_pretrained(tmp)
+                record_adapter_base(tmp, cfg.policy)
+                publish(tmp, final)
+            else:
+                save_model_folder(trainer.policy, trainer.tokenizer, final)
+    distributed.barrier()
+    return final
+
+
+def resume_point(cfg: PPOStageConfig, run_dir: Path) -> Path | None:
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        return latest_checkpoint(run_dir)
+    if not Path(cfg.resume).is_dir():
+        raise ConfigError(f"resume: no checkpoint folder at {cfg.resume}")
+    return Path(cfg.resume)
 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
-    if distributed.world_size() > 1:
-        raise ConfigError("PPO runs in one process for now: multi-process PPO with DeepSpeed is not built yet")
+    check_processes(cfg)
+    distributed.init()
+    main_rank = distributed.is_main_process()
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
-    check_run_dir(run_dir, cfg.overwrite)
-    set_seed(cfg.seed)
+    if main_rank:
+        check_run_dir(run_dir, cfg.overwrite)
+    distributed.barrier()
+    set_seed(cfg.seed + distributed.rank())  # each rank samples differently
     trainer, prompts, mixer, reward = build(cfg)
-    open_run_dir(run_dir, cfg)
+    if main_rank:
+        open_run_dir(run_dir, cfg)
+    distributed.barrier()
 
     start = 0
-    checkpoint = latest_checkpoint(run_dir) if cfg.resume else None
+    checkpoint = resume_point(cfg, run_dir)
     if checkpoint is not None:
         start = load_checkpoint(checkpoint, trainer, mixer)
-        truncate_metrics(run_dir, start)
+        if main_rank:
+            truncate_metrics(run_dir, start)
         log.info("resumed from %s", checkpoint)
     wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
 
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="PPO"):
-        stats = trainer.step(batch_for_step(prompts, step, cfg.prompts_per_step, cfg.seed))
+    rank, world = distributed.rank(), distributed.world_size()
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="PPO", disable=not main_rank):
+        batch = batch_for_step(prompts, step, cfg.prompts_per_step, cfg.seed)[rank::world]
+        stats = trainer.step(batch)
         stats.update(reward.last_log)
-        append_metrics(run_dir, {"step": step + 1, **stats})
-        with (run_dir / "samples.jsonl").open("a") as f:
-            for sample in trainer.last_samples:
-                f.write(json.dumps({"step": step + 1, **sample}, ensure_ascii=False) + "\n")
+        samples = [s for part in distributed.all_gather_objects(trainer.last_samples) for s in part]
+        if main_rank:
+            append_metrics(run_dir, {"step": step + 1, **stats})
+            with (run_dir / "samples.jsonl").open("a") as f:
+                for sample in samples:
+                    f.write(json.dumps({"step": step + 1, **sample}, ensure_ascii=False) + "\n")
         if wandb_run is not None:
             wandb_run.log(stats, step=step + 1)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
             save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit)
     final = save_policy(cfg, run_dir, trainer)
-    finish_wandb()
-    curve = plot_reward_curve(run_dir)
-    print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}; curve in {curve}")
+    if main_rank:
+        finish_wandb()
+        curve = plot_reward_curve(run_dir)
+        print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}; curve in {curve}")
 
 
 if __name__ == "__main__":

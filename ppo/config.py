@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.runs import RunOptions
 
 
 @dataclass
@@ -21,15 +22,26 @@ class PromptSource:
 
 
 @dataclass
-class PPOStageConfig:
-    """PPO against a reward model and rule-based components, with a KL penalty to the reference."""
+class PPOStageConfig(RunOptions):
+    """PPO against a reward model and rule-based components, with a KL penalty to the reference.
+
+    Shared run options (run_name, output_root, resume, save_steps, seed, precision, W&B,
+    deepspeed) come from `common.runs.RunOptions`. With DeepSpeed, prompts_per_step and
+    mini_batch_size are global: each of the N ranks takes 1/N of them.
+    """
+
+    output_root: str = param("runs/ppo", help="parent folder of run folders")
+    save_steps: int = param(5, help="checkpoint every N steps")
 
     # --- models
     policy: str = param("runs/sft/default/model", help="policy to train (SFT output); also the frozen reference")
     reward_model: str | None = param(
         "runs/reward_model/default/model", help="reward model folder; None = rule-based components only"
     )
-    critic: str | None = param(None, help="critic init; None = the reward model (InstructGPT), else a model spec")
+    value_model: Literal["separate", "policy_head"] = param(
+        "separate", help="separate critic model (InstructGPT, DeepSpeed-Chat), or a value head on the policy's trunk"
+    )
+    critic: str | None = param(None, help="separate critic's init; None = the reward model (InstructGPT), else a model spec")
     finetune: Literal["lora", "full"] = param("lora", help="LoRA policy: the reference is the same weights, adapters off")
     lora_rank: int = param(16, help="policy LoRA rank")
     lora_alpha: int = param(32, help="policy LoRA alpha")
@@ -56,6 +68,10 @@ class PPOStageConfig:
     adaptive_kl: bool = param(False, help="adapt β towards target_kl")
     target_kl: float = param(6.0, help="adaptive controller's target KL per response")
     kl_horizon: int = param(10000, help="adaptive controller's horizon, in responses")
+    reward_norm: Literal["running", "reward_model"] = param(
+        "running",
+        help="reward-model scores: running mean/std (like the other components), or the mean/std saved with the reward model",
+    )
     reward_clip: float = param(10.0, help="clip normalized scores to ±this")
     missing_eos_penalty: float | None = param(1.0, help="subtracted from the score of a response without EOS")
 
@@ -75,17 +91,11 @@ class PPOStageConfig:
 
     # --- run
     steps: int = param(20, help="PPO steps (rollout + update)")
-    run_name: str = param("default", help="run folder name under output_root")
-    output_root: str = param("runs/ppo", help="parent folder of run folders")
-    overwrite: bool = param(False, help="start afresh: delete a run folder of the same name first")
-    resume: bool = param(True, help="continue from the run folder's latest checkpoint, if any")
-    save_steps: int = param(5, help="checkpoint every N steps")
-    save_total_limit: int = param(2, help="checkpoints kept")
-    seed: int = param(42, help="seed")
-    wandb_project: str = param("rlhfkit", help="W&B project")
-    wandb_mode: Literal["offline", "online", "disabled"] | None = param(None, help="None = $WANDB_MODE, else offline")
 
     def __post_init__(self):
+        for key in ("prompts_per_step", "samples_per_prompt", "mini_batch_size", "max_new_tokens", "ppo_epochs", "steps", "save_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.mini_batch_size > self.prompts_per_step * self.samples_per_prompt:
             raise ValueError("mini_batch_size must be ≤ prompts_per_step × samples_per_prompt")
         if not 0 < self.cliprange < 1:

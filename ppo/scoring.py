@@ -6,6 +6,7 @@ from collections import defaultdict
 
 import torch
 
+from common import distributed
 from common.reward import RewardScorer
 from common.rewards.mixer import COMPONENTS, RewardMixer, Sample
 from ppo.data import Prompt
@@ -14,9 +15,10 @@ from ppo.data import Prompt
 class MixedReward:
     """score_fn for `PPOTrainer`: (prompts, responses, experience) → mixed rewards (B,).
 
-    The reward model's score enters as the accuracy component, normalized by the statistics
-    saved with it; a prompt with a reference answer uses its domain's reference metric instead.
-    After each call `last_log` holds `reward/<domain>/<component>` means for logging.
+    The reward model's score enters as the accuracy component (normalized by the statistics saved
+    with it, then per `RewardMixer.rm_saved_stats`); a prompt with a reference answer uses its
+    domain's reference metric instead. After each call `last_log` holds
+    `reward/<domain>/<component>` means over the whole step (all ranks) for logging.
     """
 
     def __init__(self, mixer: RewardMixer, scorer: RewardScorer | None):
@@ -26,17 +28,24 @@ class MixedReward:
     def __call__(self, prompts: list[Prompt], responses: list[str], exp) -> torch.Tensor:
         rm_scores = self.scorer([p.messages for p in prompts], responses, normalize=True) if self.scorer else None
         lengths = exp.response_mask.sum(dim=1).long().tolist()
-        samples = [
+        groups: dict[int, int] = {}  # the trainer repeats the same Prompt object for its samples
+        rank = distributed.rank()
+        local = [
             Sample(
                 response=r,
                 domain=p.domain,
-                group=id(p),  # the trainer repeats the same Prompt object for its samples
+                group=rank * len(prompts) + groups.setdefault(id(p), len(groups)),  # unique across ranks
                 n_tokens=n,
                 reference=p.reference,
                 rm_score=None if rm_scores is None else rm_scores[i].item(),
             )
             for i, (p, r, n) in enumerate(zip(prompts, responses, lengths))
         ]
+        # with several ranks, mix the whole step's samples on every rank: the running
+        # statistics stay identical everywhere; each rank keeps its own rows
+        everyone = distributed.all_gather_objects(local)
+        samples = [s for part in everyone for s in part]
+        offset = sum(len(part) for part in everyone[:rank]) if len(everyone) > 1 else 0
         mixed, raw = self.mixer(samples)
         by_domain: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(samples):
@@ -47,4 +56,4 @@ class MixedReward:
             for c in COMPONENTS
             if not torch.isnan(raw[c][rows]).all()
         }
-        return mixed
+        return mixed[offset : offset + len(local)]

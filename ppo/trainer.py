@@ -3,10 +3,16 @@
 Index convention: a batch holds left-padded prompts (P tokens) followed by responses (T tokens),
 so sequence position P + t is response token t, and the model's prediction of it is read
 at position P + t − 1: `logits[:, P-1:-1]`.
+
+Models: the actor (`PolicyModel`: the language model, LoRA-wrapped or full, plus an optional
+value head) and the critic (a separate value model, or that head) train through
+`common.engines.Trainable` — plain PyTorch alone, DeepSpeed ZeRO-2/3 across ranks. With DeepSpeed
+each rank rolls out and trains on its own share of the step's prompts; gradients are averaged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -15,7 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from common import distributed
+from common.engines import Trainable, inference_module
 from common.models import load_model_and_tokenizer
+from common.precision import resolve_precision
 from ppo.config import PPOStageConfig
 from ppo.data import Prompt
 from ppo.losses import (
@@ -85,34 +94,76 @@ def build_critic(spec: str, zero_head: bool, freeze_layers: int = 0) -> Critic:
     return Critic(backbone, model.score)
 
 
-class PPOTrainer:
-    def __init__(self, cfg: PPOStageConfig, policy, tokenizer, critic: Critic, score_fn: ScoreFn):
-        self.cfg, self.tokenizer, self.critic, self.score_fn = cfg, tokenizer, critic, score_fn
-        if cfg.finetune == "lora":
-            from peft import LoraConfig, get_peft_model
+class PolicyModel(nn.Module):
+    """The language model π and, when the critic shares its trunk, a value head on its last
+    hidden state. forward → (logits (B, L, V), values (B, L) or None)."""
 
-            # the reference is the same weights with the adapters switched off: no second copy
-            self.policy = get_peft_model(
-                policy,
-                LoraConfig(
-                    r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                    layers_to_transform=cfg.lora_layers, task_type="CAUSAL_LM",
-                ),
-            )
+    def __init__(self, lm: nn.Module, value_head: nn.Module | None = None):
+        super().__init__()
+        self.lm, self.value_head = lm, value_head
+
+    def forward(self, input_ids, attention_mask, position_ids=None, with_values: bool = False):
+        want = with_values and self.value_head is not None
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      output_hidden_states=want)
+        values = self.value_head(out.hidden_states[-1]).squeeze(-1).float() if want else None
+        return out.logits, values
+
+
+def wrap_lora(lm: nn.Module, cfg: PPOStageConfig) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(lm, LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        layers_to_transform=cfg.lora_layers, task_type="CAUSAL_LM",
+    ))
+
+
+class PPOTrainer:
+    """`step(prompts)` = rollout → score → advantages → update, on this rank's prompts.
+
+    `critic` is a separate value model, or None for a value head on the policy
+    (`cfg.value_model = policy_head`). `ds` is a filled DeepSpeed config, or None.
+    """
+
+    def __init__(self, cfg: PPOStageConfig, policy, tokenizer, critic: Critic | None, score_fn: ScoreFn,
+                 ds: dict | None = None):
+        self.cfg, self.tokenizer, self.score_fn = cfg, tokenizer, score_fn
+        self.device = distributed.device()
+        self.bf16 = resolve_precision(cfg.precision) == "bf16"
+        if cfg.finetune == "full":  # the reference is a frozen copy (partitioned under ZeRO-3)
+            self.ref_policy = inference_module(copy.deepcopy(policy), ds)
+        else:  # the reference is the same weights with the adapters switched off: no second copy
+            policy = wrap_lora(policy, cfg)
             self.ref_policy = None
-        else:
-            self.policy = policy
-            self.ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.policy_opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=cfg.policy_lr)
-        self.critic_opt = torch.optim.AdamW([p for p in self.critic.parameters() if p.requires_grad], lr=cfg.critic_lr)
+        head = None
+        if critic is None:
+            head = nn.Linear(policy.config.hidden_size, 1)
+            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # V starts at 0, not noise
+        model = PolicyModel(policy, head)
+        groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.policy_lr}]
+        if head is not None:
+            groups.append({"params": list(head.parameters()), "lr": cfg.critic_lr})
+        self.actor = Trainable(model, groups, cfg.max_grad_norm, ds)
+        self.critic = None if critic is None else Trainable(critic, cfg.critic_lr, cfg.max_grad_norm, ds)
         self.kl_ctl = (
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )
         self.tokenizer.padding_side = "left"
         self.last_samples: list[dict] = []  # the latest rollout, for the run folder
 
+    @property
+    def policy(self) -> nn.Module:
+        """The language model being trained (a PEFT model with a LoRA policy)."""
+        return self.actor.module.lm
+
     # ------------------------------------------------------------------ model passes
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @staticmethod
     def _inputs(exp: Experience, rows) -> dict[str, torch.Tensor]:
@@ -120,20 +171,28 @@ class PPOTrainer:
         # positions count real tokens only, as `generate` counted them for left-padded prompts
         return {"input_ids": exp.sequences[rows], "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
 
-    def _logits(self, model, exp: Experience, rows=slice(None)) -> torch.Tensor:
-        out = model(**self._inputs(exp, rows)).logits
-        return out[:, exp.prompt_len - 1 : -1].float() / self.cfg.temperature  # (b, T, V)
+    def _response_part(self, exp: Experience, x: torch.Tensor) -> torch.Tensor:
+        return x[:, exp.prompt_len - 1 : -1]  # predictions of the T response tokens
 
-    def _values(self, exp: Experience, rows=slice(None)) -> torch.Tensor:
-        values = self.critic(**self._inputs(exp, rows))
-        return values[:, exp.prompt_len - 1 : -1]  # (b, T)
+    def _actor(self, exp: Experience, rows=slice(None), with_values: bool = False):
+        """→ logits (b, T, V) at the sampling temperature, values (b, T) or None."""
+        with self._autocast():
+            logits, values = self.actor(**self._inputs(exp, rows), with_values=with_values)
+        logits = self._response_part(exp, logits).float() / self.cfg.temperature
+        return logits, None if values is None else self._response_part(exp, values)
+
+    def _critic(self, exp: Experience, rows=slice(None)) -> torch.Tensor:  # (b, T)
+        with self._autocast():
+            return self._response_part(exp, self.critic(**self._inputs(exp, rows)))
 
     @torch.no_grad()
     def _ref_logprobs(self, exp: Experience) -> torch.Tensor:
         if self.ref_policy is not None:
-            return logprobs_of(self._logits(self.ref_policy, exp), exp.responses)
+            with self._autocast():
+                logits = self.ref_policy(**self._inputs(exp, slice(None))).logits
+            return logprobs_of(self._response_part(exp, logits).float() / self.cfg.temperature, exp.responses)
         with self.policy.disable_adapter():
-            return logprobs_of(self._logits(self.policy, exp), exp.responses)
+            return logprobs_of(self._actor(exp)[0], exp.responses)
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -141,25 +200,26 @@ class PPOTrainer:
     def rollout(self, prompts: list[Prompt]) -> Experience:
         cfg, tok = self.cfg, self.tokenizer
         texts = [tok.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False) for p in prompts]
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        self.policy.eval()
-        out = self.policy.generate(
-            **batch,
-            do_sample=True,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_k=cfg.top_k or None,
-            top_p=cfg.top_p,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            use_cache=True,
-        )  # (B, P + T'), T' ≤ max_new_tokens
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        self.actor.train(False)
+        with self.actor.generation_context(), self._autocast():
+            out = self.policy.generate(
+                **batch,
+                do_sample=True,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_k=cfg.top_k or None,
+                top_p=cfg.top_p,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                use_cache=True,
+            )  # (B, P + T'), T' ≤ max_new_tokens
         prompt_len = batch["input_ids"].shape[1]
         responses = out[:, prompt_len:]
         is_eos = responses == tok.eos_token_id
         ended = is_eos.any(dim=1)
         first_eos = torch.where(ended, is_eos.float().argmax(dim=1), torch.full_like(ended, responses.shape[1], dtype=torch.long))
-        positions = torch.arange(responses.shape[1])[None, :]
+        positions = torch.arange(responses.shape[1], device=self.device)[None, :]
         response_mask = (positions <= first_eos[:, None]).float()  # up to and including EOS
         attention_mask = torch.cat([batch["attention_mask"], response_mask.long()], dim=1)
         return Experience(out, attention_mask, response_mask, prompt_len, ended)
@@ -169,13 +229,15 @@ class PPOTrainer:
     @torch.no_grad()
     def score(self, exp: Experience, prompts: list[Prompt]) -> None:
         cfg = self.cfg
-        exp.logprobs = logprobs_of(self._logits(self.policy, exp), exp.responses)
+        logits, values = self._actor(exp, with_values=self.critic is None)
+        exp.logprobs = logprobs_of(logits, exp.responses)
+        del logits
         exp.ref_logprobs = self._ref_logprobs(exp)
-        exp.values = self._values(exp)
+        exp.values = values if self.critic is None else self._critic(exp)
         texts = [
             self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)
         ]
-        scores = self.score_fn(prompts, texts, exp).float().clamp(-cfg.reward_clip, cfg.reward_clip)
+        scores = self.score_fn(prompts, texts, exp).float().to(self.device).clamp(-cfg.reward_clip, cfg.reward_clip)
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~exp.ended).float()
         exp.scores = scores
@@ -198,14 +260,16 @@ class PPOTrainer:
 
     def update(self, exp: Experience) -> dict[str, float]:
         cfg, n = self.cfg, exp.sequences.shape[0]
-        self.policy.train()
-        self.critic.train()
+        shared = self.critic is None
+        self.actor.train()
+        if not shared:
+            self.critic.train()
         sums: dict[str, float] = {}
         count = 0
         for _ in range(cfg.ppo_epochs):
-            for rows in torch.randperm(n).split(cfg.mini_batch_size):
+            for rows in torch.randperm(n).split(self.mini_batch):
                 mask = exp.response_mask[rows]
-                logits = self._logits(self.policy, exp, rows)
+                logits, values = self._actor(exp, rows, with_values=shared)
                 logprobs = logprobs_of(logits, exp.responses[rows])
                 entropy = masked_mean(entropy_from_logits(logits), mask)
                 p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange)
@@ -214,17 +278,14 @@ class PPOTrainer:
                     loss = loss + self.kl_ctl.value * masked_mean(
                         kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator), mask
                     )
-                self.policy_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                self.policy_opt.step()
-
-                values = self._values(exp, rows)
-                v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
-                self.critic_opt.zero_grad(set_to_none=True)
-                (cfg.vf_coef * v_loss).backward()
-                nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-                self.critic_opt.step()
+                if shared:  # one trunk: one backward through policy and value losses together
+                    v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
+                    self.actor.backward_step(loss + cfg.vf_coef * v_loss)
+                else:
+                    self.actor.backward_step(loss)
+                    values = self._critic(exp, rows)
+                    v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
+                    self.critic.backward_step(cfg.vf_coef * v_loss)
 
                 for key, value in {
                     "loss/policy": p_loss.item(), "loss/value": v_loss.item(), "objective/entropy": entropy.item(),
@@ -235,9 +296,15 @@ class PPOTrainer:
                 count += 1
         return {k: v / count for k, v in sums.items()}
 
+    @property
+    def mini_batch(self) -> int:
+        """Responses per optimizer step on this rank (mini_batch_size is global)."""
+        return max(1, self.cfg.mini_batch_size // distributed.world_size())
+
     # ------------------------------------------------------------------ one step
 
     def step(self, prompts: list[Prompt]) -> dict[str, float]:
+        """One PPO step on this rank's prompts; the returned figures are averaged over ranks."""
         cfg = self.cfg
         prompts = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
         t0 = time.perf_counter()
@@ -249,20 +316,21 @@ class PPOTrainer:
         stats = self.update(exp)
         t3 = time.perf_counter()
         mask = exp.response_mask
-        kl_per_response = (exp.kl * mask).sum(dim=1).mean().item()
-        self.kl_ctl.update(kl_per_response, len(prompts))
-        n_tokens = mask.sum().item()
-        return {
+        kl_sum = (exp.kl * mask).sum(dim=1)  # (B,) KL per response
+        stats = distributed.mean_across({
             **stats,
-            "objective/kl": kl_per_response,
+            "objective/kl": kl_sum.mean().item(),
             "objective/scores": exp.scores.mean().item(),
-            "objective/rlhf_reward": (exp.scores - self.kl_ctl.value * (exp.kl * mask).sum(dim=1)).mean().item(),
+            "objective/rlhf_reward": (exp.scores - self.kl_ctl.value * kl_sum).mean().item(),
             "val/explained_variance": explained_variance(exp.values, exp.returns, mask).item(),
-            "kl_coef": self.kl_ctl.value,
             "response_length": mask.sum(dim=1).mean().item(),
             "eos_fraction": exp.ended.float().mean().item(),
-            "tokens_per_second": n_tokens / (t3 - t0),
+            "tokens_per_second": mask.sum().item() / (t3 - t0),
             "time/generate": t1 - t0,
             "time/score": t2 - t1,
             "time/train": t3 - t2,
-        }
+        })
+        stats["tokens_per_second"] *= distributed.world_size()  # every rank's tokens
+        self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
+        stats["kl_coef"] = self.kl_ctl.value
+        return stats

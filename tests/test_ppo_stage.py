@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.data import DataError
 from common.models import load_model_and_tokenizer
@@ -68,3 +69,13 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, 
         for key in ra:
             if key not in skip:
                 assert rb[key] == pytest.approx(ra[key], abs=1e-6), (ra["step"], key)
+
+
+def test_value_head_on_the_policy_runs_and_checkpoints_without_a_critic(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path, "--value_model", "policy_head", "--steps", "2"))
+    run = tmp_path / "tiny"
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    ckpt = run / "checkpoints/step-2"
+    assert (ckpt / "actor.pt").is_file() and not (ckpt / "critic.pt").exists()
+    actor = torch.load(ckpt / "actor.pt", weights_only=False)["module"]
+    assert {"value_head.weight", "value_head.bias"} <= set(actor)

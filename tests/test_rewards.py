@@ -7,7 +7,7 @@ from common.config import ConfigError
 from common.rewards.accuracy import exact_match, lcs_length, rouge_l, token_f1
 from common.rewards.diversity import distinct_n, diversity_scores, non_repetition
 from common.rewards.efficiency import length_score
-from common.rewards.mixer import RewardMixer, RunningNorm, Sample, load_domains
+from common.rewards.mixer import DomainConfig, RewardMixer, RewardWeights, RunningNorm, Sample, load_domains
 
 
 def test_reference_metrics():
@@ -103,3 +103,20 @@ def test_mixer_state_round_trips():
     other = RewardMixer(load_domains())
     other.load_state_dict(mixer.state_dict())
     assert other.state_dict() == mixer.state_dict()
+
+
+def test_reward_norm_running_or_saved_reward_model_statistics():
+    domains = {"general": DomainConfig(name="general", weights=RewardWeights(accuracy=1.0, diversity=0.0, efficiency=0.0))}
+    samples = [Sample(response=f"answer {i}", domain="general", group=i, n_tokens=3, rm_score=s)
+               for i, s in enumerate([0.5, 1.5, 2.5])]
+    # running: the scores' own mean (1.5) and std (√(2/3)) bring them to z-scores
+    running, _ = RewardMixer(domains)(samples)
+    assert running.tolist() == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-4)
+    # saved statistics: the scorer already z-scored them with the reward model's mean/std: kept as they are
+    saved, _ = RewardMixer(domains, rm_saved_stats=True)(samples)
+    assert saved.tolist() == pytest.approx([0.5, 1.5, 2.5])
+    # a reference answer still goes through the running statistics in that mode
+    mixed = samples + [Sample(response="x", domain="general", group=9, n_tokens=1, reference="x"),
+                       Sample(response="y", domain="general", group=10, n_tokens=1, reference="x")]
+    out, _ = RewardMixer(domains, rm_saved_stats=True)(mixed)
+    assert out.tolist() == pytest.approx([0.5, 1.5, 2.5, 1.0, -1.0])

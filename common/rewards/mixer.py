@@ -137,7 +137,12 @@ class RunningNorm:
 
 @dataclass
 class RewardMixer:
+    """`rm_saved_stats`: reward-model scores (already z-scored with the statistics saved with the
+    reward model) enter as they are, and only the other components use running statistics;
+    otherwise every component, reward-model scores included, uses its running mean/std."""
+
     domains: dict[str, DomainConfig]
+    rm_saved_stats: bool = False
     norms: dict[str, RunningNorm] = field(default_factory=lambda: {c: RunningNorm() for c in COMPONENTS})
 
     def __call__(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -146,10 +151,17 @@ class RewardMixer:
         weights = torch.tensor(
             [[getattr(self.domains[s.domain].weights, c) for c in COMPONENTS] for s in samples]
         )  # (B, 3)
+        # (B,) True where accuracy is a reward-model score that keeps its saved normalization
+        as_saved = torch.tensor([self.rm_saved_stats and s.reference is None and s.rm_score is not None for s in samples])
         normalized = []
         for c in COMPONENTS:
-            self.norms[c].update(raw[c])
-            normalized.append(self.norms[c].normalize(raw[c]))
+            x = raw[c]
+            if c == "accuracy":
+                self.norms[c].update(x[~as_saved])
+                normalized.append(torch.where(as_saved, x, self.norms[c].normalize(x)))
+            else:
+                self.norms[c].update(x)
+                normalized.append(self.norms[c].normalize(x))
         mixed = (weights * torch.stack(normalized, dim=1)).sum(dim=1)  # (B,)
         return mixed, raw
 
