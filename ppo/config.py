@@ -47,6 +47,9 @@ class PPOStageConfig(RunOptions):
     lora_alpha: int = param(32, help="policy LoRA alpha")
     lora_layers: list[int] | None = param(None, help="policy decoder layers to adapt (None = all)")
     critic_freeze_layers: int = param(0, help="freeze the critic's embeddings and this many lowest layers")
+    prefix_cache: bool = param(
+        True, help="run the frozen layers below the lowest trained one once per rollout batch (exact; off under ZeRO-3)"
+    )
 
     # --- data
     prompts: list[PromptSource] = param([], help="prompt sources")

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from common import distributed
-from common.engines import Trainable, inference_module
+from common.engines import Trainable, inference_module, zero_stage
 from common.models import load_model_and_tokenizer
 from common.precision import resolve_precision
+from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
 from ppo.config import PPOStageConfig
 from ppo.data import Prompt
 from ppo.losses import (
@@ -62,6 +63,8 @@ class Experience:
     kl: torch.Tensor | None = None  # (B, T) per-token KL estimate
     advantages: torch.Tensor | None = None  # (B, T)
     returns: torch.Tensor | None = None  # (B, T)
+    policy_prefix: torch.Tensor | None = None  # (B, P+T, H) policy's frozen lower layers' output (prefix cache)
+    critic_prefix: torch.Tensor | None = None  # (B, P+T, H) the critic's
 
     @property
     def responses(self) -> torch.Tensor:  # (B, T)
@@ -75,8 +78,9 @@ class Critic(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:  # (B, L)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:  # (B, L)
+        hidden = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                               position_ids=position_ids, use_cache=False).last_hidden_state
         return self.head(hidden).squeeze(-1).float()
 
 
@@ -102,10 +106,11 @@ class PolicyModel(nn.Module):
         super().__init__()
         self.lm, self.value_head = lm, value_head
 
-    def forward(self, input_ids, attention_mask, position_ids=None, with_values: bool = False):
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
+                with_values: bool = False, logits_to_keep: int = 0):
         want = with_values and self.value_head is not None
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      output_hidden_states=want)
+        out = self.lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                      position_ids=position_ids, output_hidden_states=want, use_cache=False, logits_to_keep=logits_to_keep)
         values = self.value_head(out.hidden_states[-1]).squeeze(-1).float() if want else None
         return out.logits, values
 
@@ -147,6 +152,11 @@ class PPOTrainer:
             groups.append({"params": list(head.parameters()), "lr": cfg.critic_lr})
         self.actor = Trainable(model, groups, cfg.max_grad_norm, ds)
         self.critic = None if critic is None else Trainable(critic, cfg.critic_lr, cfg.max_grad_norm, ds)
+        # prefix cache: layers below the lowest trained one run once per rollout batch (not under
+        # ZeRO-3, whose hooks follow the module tree)
+        use_prefix = cfg.prefix_cache and zero_stage(ds) != 3
+        self.policy_k = first_trainable_layer(decoder_of(policy)) if use_prefix else 0
+        self.critic_k = first_trainable_layer(critic.backbone) if use_prefix and critic is not None else 0
         self.kl_ctl = (
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )
@@ -166,30 +176,48 @@ class PPOTrainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @staticmethod
-    def _inputs(exp: Experience, rows) -> dict[str, torch.Tensor]:
+    def _inputs(exp: Experience, rows, prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs for `rows`: token ids, or the cached prefix hidden state in their place."""
         mask = exp.attention_mask[rows]
         # positions count real tokens only, as `generate` counted them for left-padded prompts
-        return {"input_ids": exp.sequences[rows], "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        inputs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        if prefix is not None:
+            return {"inputs_embeds": prefix[rows], **inputs}
+        return {"input_ids": exp.sequences[rows], **inputs}
+
+    def _top_layers(self, module: nn.Module, k: int):
+        return layers_only(decoder_of(module), slice(k, None)) if k else contextlib.nullcontext()
 
     def _response_part(self, exp: Experience, x: torch.Tensor) -> torch.Tensor:
         return x[:, exp.prompt_len - 1 : -1]  # predictions of the T response tokens
 
     def _actor(self, exp: Experience, rows=slice(None), with_values: bool = False):
         """→ logits (b, T, V) at the sampling temperature, values (b, T) or None."""
-        with self._autocast():
-            logits, values = self.actor(**self._inputs(exp, rows), with_values=with_values)
-        logits = self._response_part(exp, logits).float() / self.cfg.temperature
+        n = exp.responses.shape[1]
+        with self._autocast(), self._top_layers(self.policy, self.policy_k):
+            # the LM head runs on the last T + 1 positions only: predictions of the T response tokens
+            logits, values = self.actor(**self._inputs(exp, rows, exp.policy_prefix), with_values=with_values,
+                                        logits_to_keep=n + 1)
+        logits = logits[:, :-1].float() / self.cfg.temperature
         return logits, None if values is None else self._response_part(exp, values)
 
     def _critic(self, exp: Experience, rows=slice(None)) -> torch.Tensor:  # (b, T)
+        with self._autocast(), self._top_layers(self.critic.module.backbone, self.critic_k):
+            return self._response_part(exp, self.critic(**self._inputs(exp, rows, exp.critic_prefix)))
+
+    def _prefixes(self, exp: Experience) -> None:
+        ids = self._inputs(exp, slice(None))
         with self._autocast():
-            return self._response_part(exp, self.critic(**self._inputs(exp, rows)))
+            if self.policy_k:
+                exp.policy_prefix = prefix_hidden(decoder_of(self.policy), self.policy_k, **ids)
+            if self.critic_k:
+                exp.critic_prefix = prefix_hidden(self.critic.module.backbone, self.critic_k, **ids)
 
     @torch.no_grad()
     def _ref_logprobs(self, exp: Experience) -> torch.Tensor:
         if self.ref_policy is not None:
             with self._autocast():
-                logits = self.ref_policy(**self._inputs(exp, slice(None))).logits
+                logits = self.ref_policy(**self._inputs(exp, slice(None)), use_cache=False).logits
             return logprobs_of(self._response_part(exp, logits).float() / self.cfg.temperature, exp.responses)
         with self.policy.disable_adapter():
             return logprobs_of(self._actor(exp)[0], exp.responses)
@@ -208,7 +236,7 @@ class PPOTrainer:
                 do_sample=True,
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
-                top_k=cfg.top_k or None,
+                top_k=cfg.top_k,  # 0 = off; None would mean transformers' default of 50
                 top_p=cfg.top_p,
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
@@ -229,6 +257,7 @@ class PPOTrainer:
     @torch.no_grad()
     def score(self, exp: Experience, prompts: list[Prompt]) -> None:
         cfg = self.cfg
+        self._prefixes(exp)
         logits, values = self._actor(exp, with_values=self.critic is None)
         exp.logprobs = logprobs_of(logits, exp.responses)
         del logits

@@ -23,7 +23,7 @@ def make_trainer(model_dir, score_fn, *overrides: str) -> PPOTrainer:
     ])
     torch.manual_seed(0)
     policy, tokenizer = load_model_and_tokenizer(str(model_dir))
-    critic = build_critic(str(model_dir), zero_head=True) if cfg.value_model == "separate" else None
+    critic = build_critic(str(model_dir), zero_head=True, freeze_layers=cfg.critic_freeze_layers) if cfg.value_model == "separate" else None
     return PPOTrainer(cfg, policy, tokenizer, critic, score_fn)
 
 
@@ -125,3 +125,28 @@ def test_domain_weights_decide_which_component_improves(tiny_model_dir, tmp_path
     first, last = (lambda xs: sum(xs[:5]) / 5), (lambda xs: sum(xs[-5:]) / 5)
     assert last(lengths["brief"]) < first(lengths["brief"]) - 0.5, lengths["brief"]
     assert last(lengths["brief"]) < last(lengths["varied"]) - 0.5, lengths
+
+
+def test_prefix_cache_is_exact(tiny_model_dir):
+    """LoRA on the top layer and a critic with its lower layer frozen: the cached lower-layer
+    output gives the same log-probs, values and training figures as full forward passes."""
+    common = ("--finetune", "lora", "--lora_layers", "[1]", "--critic_freeze_layers", "1", "--policy_lr", "1e-3")
+    runs = {}
+    for cache in ("true", "false"):
+        trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), *common, "--prefix_cache", cache)
+        assert (trainer.policy_k, trainer.critic_k) == ((1, 1) if cache == "true" else (0, 0))
+        torch.manual_seed(1)
+        runs[cache] = [trainer.step(PROMPTS) for _ in range(3)]
+    for with_cache, without in zip(runs["true"], runs["false"]):
+        for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "objective/entropy", "policy/approxkl"):
+            assert with_cache[key] == pytest.approx(without[key], rel=1e-4, abs=1e-6), key
+
+
+def test_top_k_zero_samples_from_the_whole_vocabulary(tiny_model_dir):
+    """top_k = 0 means no truncation (transformers would otherwise apply its default top-50)."""
+    trainer = make_trainer(tiny_model_dir, constant(0.0), "--top_k", "0")
+    exp = trainer.rollout(PROMPTS)
+    logits, _ = trainer._actor(exp)  # (B, T, V) the distribution each token was sampled from
+    chosen = logits.gather(-1, exp.responses.unsqueeze(-1))  # (B, T, 1)
+    ranks = (logits > chosen).sum(-1)[exp.response_mask.bool()]  # 0 = the most likely token
+    assert ranks.max() >= 50, "every sampled token was in the top 50"
