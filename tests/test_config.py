@@ -117,3 +117,11 @@ def test_every_ppo_recipe_parses(recipe):
 
     cfg = parse_args(PPOStageConfig, ["--config", str(recipe)])
     assert cfg.prompts and all((REPO / p.path).is_file() for p in cfg.prompts)
+
+
+def test_cluster_ppo_recipe_is_zero3_full_finetuning_in_bf16(repo):
+    from ppo.config import PPOStageConfig
+
+    cfg = parse_args(PPOStageConfig, ["--config", str(repo / "configs/ppo/cluster-qwen3-8b.yaml")])
+    assert cfg.finetune == "full" and cfg.deepspeed.endswith("zero3.json") and cfg.precision == "bf16"
+    assert cfg.prompts_per_step % 8 == 0 and cfg.mini_batch_size % 8 == 0  # divisible over 8 GPUs

@@ -1,0 +1,116 @@
+"""Logged responses for offline BCQ: (prompt, response, reward[, domain]) from any of
+
+- logged JSONL: `{"prompt": str | [messages], "response": str, "reward": float, "domain"?: str}`;
+- PPO run logs: `runs/ppo/<run>/samples.jsonl` rows `{prompt, response, score, domain, step}`
+  (the logged mixed score is the reward);
+- preference data in the shapes of `common.preferences` — annotation exports (raw rankings or
+  pairs) and HH pairs (`../shared/data/hh-rlhf`): every ranked response becomes one record.
+  The mapping from ranks to rewards (`rank_reward`): the best rank gets +1, the worst −1, ranks
+  between are spaced evenly, tied responses share a value; a group whose responses carry
+  absolute scores (1–5) uses (score − 3) / 2 instead. An HH pair is thus chosen +1, rejected −1.
+
+Rewards can then be recomputed (reward model or per-domain mixer) by the stage. Bad rows raise
+`DataError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from common.data import DataError, Message, check_messages
+from common.preferences import UnpairedDialoguesError, detect_preference_format, read_rows, row_to_group
+
+LOGGED_FORMATS = ("auto", "logged", "ppo_samples", "preferences")
+
+
+@dataclass
+class LoggedResponse:
+    prompt: list[Message]  # ends with a user turn
+    response: str
+    reward: float
+    domain: str = "general"
+    where: str = ""
+
+
+def rank_reward(rank: int, ranks: list[int]) -> float:
+    """Rank (1 = best) within `ranks` → a reward in [−1, 1]: best +1, worst −1, evenly spaced."""
+    best, worst = min(ranks), max(ranks)
+    if best == worst:
+        return 0.0
+    return 1.0 - 2.0 * (rank - best) / (worst - best)
+
+
+def score_reward(score: float) -> float:
+    """An absolute 1–5 score → (score − 3) / 2 ∈ [−1, 1]."""
+    return (score - 3.0) / 2.0
+
+
+def _prompt(value, where: str) -> list[Message]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where}: 'prompt' is empty")
+        return [{"role": "user", "content": value}]
+    messages = check_messages(value, where, "prompt")
+    if messages[-1]["role"] != "user":
+        raise DataError(f"{where}: a chat 'prompt' must end with a user message")
+    return messages
+
+
+def _reward(row: dict, key: str, where: str) -> float:
+    value = row[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{where}: '{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def detect_format(row: dict) -> str | None:
+    if "response" in row and "reward" in row:
+        return "logged"
+    if "response" in row and "score" in row:
+        return "ppo_samples"
+    if detect_preference_format(row):
+        return "preferences"
+    return None
+
+
+def row_to_records(row: dict, fmt: str, where: str) -> list[LoggedResponse]:
+    if fmt == "auto":
+        fmt = detect_format(row) or ""
+        if not fmt:
+            keys = ", ".join(sorted(row)) or "none"
+            raise DataError(f"{where}: unrecognised row (keys: {keys}); expected 'prompt'+'response'+'reward', "
+                            "a PPO sample ('response'+'score'), or a preference row (pairs, rankings, HH)")
+    if fmt in ("logged", "ppo_samples"):
+        key = "reward" if fmt == "logged" else "score"
+        for field in ("prompt", "response", key):
+            if field not in row:
+                raise DataError(f"{where}: missing field '{field}'")
+        if not isinstance(row["response"], str) or not row["response"].strip():
+            raise DataError(f"{where}: 'response' must be a non-empty string")
+        domain = row.get("domain") or "general"
+        if not isinstance(domain, str):
+            raise DataError(f"{where}: 'domain' must be a string")
+        return [LoggedResponse(_prompt(row["prompt"], where), row["response"], _reward(row, key, where), domain, where)]
+    group = row_to_group(row, "auto", where)
+    rewards = (
+        [score_reward(s) for s in group.scores] if group.scores is not None
+        else [rank_reward(r, group.ranks) for r in group.ranks]
+    )
+    return [LoggedResponse(group.prompt, resp, rew, group.domain, where) for resp, rew in zip(group.responses, rewards)]
+
+
+def read_logged(path: str, fmt: str = "auto") -> tuple[list[LoggedResponse], int]:
+    """All records of one file (JSONL, .jsonl.gz or a `datasets` folder) and the number of HH
+    rows skipped because their two dialogues do not share a prompt."""
+    if fmt not in LOGGED_FORMATS:
+        raise DataError(f"{path}: unknown format '{fmt}' (one of {', '.join(LOGGED_FORMATS)})")
+    out, skipped = [], 0
+    for where, row in read_rows(path):
+        try:
+            out.extend(row_to_records(row, fmt, where))
+        except UnpairedDialoguesError:
+            skipped += 1
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out, skipped

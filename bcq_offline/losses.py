@@ -1,0 +1,83 @@
+"""Discrete BCQ over tokens: the batch constraint, double-Q targets and the TD loss — pure
+functions on tensors (tested on hand-worked values in tests/test_bcq_losses.py).
+
+A response of T tokens gives T transitions: state s_t = prompt + response[:t], action
+a_t = response[t], reward r_t = 0 except r_{T−1} = the response's reward, and s_T terminal.
+Shapes: B responses, T response positions, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def check_tau(tau: float) -> None:
+    if not 0 < tau < 1:
+        raise ValueError(f"tau must lie in (0, 1), got {tau}")
+
+
+def allowed_actions(behaviour_logprobs: torch.Tensor, tau: float) -> torch.Tensor:
+    """(…, V) bool: a is allowed where G(a|s) / max_a' G(a'|s) ≥ τ, i.e. log G(a|s) − max log G ≥ log τ.
+
+    Computed in log space (no underflow for tiny probabilities); the most likely token always
+    passes (its ratio is 1 ≥ τ), and so do all tokens tied with it.
+    """
+    check_tau(tau)
+    best = behaviour_logprobs.max(dim=-1, keepdim=True).values
+    return behaviour_logprobs - best >= math.log(tau)
+
+
+def constrain(q: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """(…, V): Q where allowed, −inf elsewhere — an additive mask, so a disallowed token can never
+    win an argmax whatever the sign of Q (a multiplicative 0/1 mask would let a zeroed token beat
+    negative Q values)."""
+    return q + torch.zeros_like(q).masked_fill(~allowed, float("-inf"))
+
+
+def double_q_targets(
+    q_online_next: torch.Tensor,  # (B, T, V) Q_online(s_{t+1}, ·)
+    q_target_next: torch.Tensor,  # (B, T, V) Q_target(s_{t+1}, ·)
+    allowed_next: torch.Tensor,  # (B, T, V) batch constraint at s_{t+1}
+    rewards: torch.Tensor,  # (B, T) r_t
+    terminal: torch.Tensor,  # (B, T) 1 where s_{t+1} is terminal (the last response token)
+    gamma: float,
+) -> torch.Tensor:  # (B, T)
+    """y_t = r_t + γ (1 − terminal_t) Q_target(s_{t+1}, a*), a* = argmax over allowed a of Q_online(s_{t+1}, a).
+
+    The online network picks the action, the target network evaluates it (double Q-learning).
+    """
+    best = constrain(q_online_next, allowed_next).argmax(dim=-1, keepdim=True)  # (B, T, 1)
+    next_value = q_target_next.gather(-1, best).squeeze(-1)  # (B, T)
+    return rewards + gamma * (1.0 - terminal) * next_value
+
+
+def token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence rewards (B,) → per-token rewards (B, T) on each response's last token, and the
+    terminal flags (B, T) on that same token. `mask` (B, T) marks real response tokens."""
+    last = mask.long().sum(dim=1) - 1  # (B,) index of the last real token
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    r = torch.zeros_like(mask, dtype=torch.float)
+    terminal = torch.zeros_like(mask, dtype=torch.float)
+    r[rows, last] = rewards.float()
+    terminal[rows, last] = 1.0
+    return r, terminal
+
+
+def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    """Huber loss between Q(s_t, a_t) (B, T) and fixed targets (B, T), averaged over real tokens."""
+    per_token = F.huber_loss(q_taken, targets.detach(), reduction="none", delta=delta)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def polyak_update(target: torch.nn.Module | list[torch.Tensor], online: torch.nn.Module | list[torch.Tensor], rate: float) -> None:
+    """θ_target ← (1 − rate) θ_target + rate θ_online, in place."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"polyak rate must lie in (0, 1], got {rate}")
+    t_params = list(target.parameters()) if isinstance(target, torch.nn.Module) else target
+    o_params = list(online.parameters()) if isinstance(online, torch.nn.Module) else online
+    for t, o in zip(t_params, o_params, strict=True):
+        t.mul_(1 - rate).add_(o.detach().to(t.dtype), alpha=rate)
