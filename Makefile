@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft rm ppo bench default-model clean-runs
+.PHONY: setup test sft rm ppo bcq bench bench-ppo default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -61,8 +61,20 @@ ifeq ($(CONFIG),)
 endif
 	$(call launch,ppo,configs/ppo/default.yaml)
 
+# Offline BCQ: the default recipe also stands on the default SFT and reward models.
+bcq: $(VENV)/.installed
+ifeq ($(CONFIG),)
+	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+endif
+	$(call launch,bcq_offline,configs/bcq_offline/default.yaml)
+
 bench: $(VENV)/.installed
 	$(PYTHON) bench/precision.py
+
+# PPO against TRL 1.9.2 (its own venv under .cache/bench, made on first use); minutes
+bench-ppo: $(VENV)/.installed
+	$(PYTHON) bench/ppo_speed.py $(ARGS)
 
 clean-runs:
 	rm -rf runs

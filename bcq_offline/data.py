@@ -15,13 +15,17 @@ Rewards can then be recomputed (reward model or per-domain mixer) by the stage. 
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 from dataclasses import dataclass
 
 from common.data import DataError, Message, check_messages
+from common.hygiene import mix_by_weight, split_indices
 from common.preferences import UnpairedDialoguesError, detect_preference_format, read_rows, row_to_group
 
 LOGGED_FORMATS = ("auto", "logged", "ppo_samples", "preferences")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,6 +35,7 @@ class LoggedResponse:
     reward: float
     domain: str = "general"
     where: str = ""
+    source: int = 0  # index of the data source it came from (for the mix weights)
 
 
 def rank_reward(rank: int, ranks: list[int]) -> float:
@@ -114,3 +119,41 @@ def read_logged(path: str, fmt: str = "auto") -> tuple[list[LoggedResponse], int
     if not out:
         raise DataError(f"{path}: no records")
     return out, skipped
+
+
+def load_logged(sources, seed: int) -> tuple[list[LoggedResponse], int]:
+    """Every source's records, mixed by weight (`common.hygiene.mix_by_weight`)."""
+    if not sources:
+        raise DataError("data: no logged-response files given")
+    records, skipped = [], 0
+    for i, src in enumerate(sources):
+        rows, n_skipped = read_logged(src.path, src.format)
+        for r in rows:
+            r.source = i
+        records += rows
+        skipped += n_skipped
+    return mix_by_weight(records, [s.weight for s in sources], random.Random(seed)), skipped
+
+
+def split_by_prompt(records: list[LoggedResponse], eval_fraction: float, seed: int):
+    """(train, held_out): whole prompts go to one side, so evaluation prompts are unseen."""
+    keys = sorted({repr(r.prompt) for r in records})
+    train_idx, eval_idx = split_indices(len(keys), eval_fraction, seed)
+    held = {keys[i] for i in eval_idx}
+    return [r for r in records if repr(r.prompt) not in held], [r for r in records if repr(r.prompt) in held]
+
+
+def drop_long_prompts(records: list[LoggedResponse], tokenizer, max_tokens: int) -> list[LoggedResponse]:
+    """Records whose prompt (chat template applied) is longer than `max_tokens` are skipped, with a warning."""
+    lengths: dict[str, int] = {}
+    kept, skipped = [], []
+    for r in records:
+        key = repr(r.prompt)
+        if key not in lengths:
+            lengths[key] = len(tokenizer.apply_chat_template(r.prompt, add_generation_prompt=True, tokenize=True,
+                                                             return_dict=False))
+        (kept if lengths[key] <= max_tokens else skipped).append(r)
+    if skipped:
+        log.warning("skipped %d record(s) with prompts longer than max_prompt_tokens=%d: %s",
+                    len(skipped), max_tokens, ", ".join(r.where for r in skipped[:5]))
+    return kept

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,18 @@ def row_to_messages(row: dict[str, Any], fmt: str, where: str) -> list[Message]:
 def read_chats(path: str | Path, fmt: str = "auto") -> list[tuple[int, list[Message]]]:
     """All chats of a file as `(line_number, messages)`; the first bad row raises DataError."""
     return [(line_no, row_to_messages(row, fmt, f"{path}:{line_no}")) for line_no, row in read_jsonl(path)]
+
+
+def batch_for_step(items: list, step: int, size: int, seed: int) -> list:
+    """The items of step `step`: consecutive slices of a per-epoch seeded shuffle, so that the
+    data position of a run is its step number (what makes resume exact)."""
+    n = len(items)
+    orders: dict[int, list[int]] = {}
+    out = []
+    for k in range(step * size, (step + 1) * size):
+        epoch, pos = divmod(k, n)
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(seed + epoch).shuffle(orders[epoch])
+        out.append(items[orders[epoch][pos]])
+    return out

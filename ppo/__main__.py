@@ -10,11 +10,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from common.checkpoints import resume_point
 from common.cli import run_stage
 from common import distributed
 from common.config import ConfigError, parse_args, to_dict
 from common.engines import ds_config, inference_module
-from common.data import DataError
+from common.data import DataError, batch_for_step
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
 from common.reward import load_reward_scorer
@@ -26,7 +27,7 @@ from ppo.config import PPOStageConfig
 from ppo.data import drop_long_prompts, load_prompts
 from ppo.plot import plot_reward_curve
 from ppo.scoring import MixedReward
-from ppo.state import batch_for_step, latest_checkpoint, load_checkpoint, save_checkpoint
+from ppo.state import load_checkpoint, save_checkpoint
 from ppo.trainer import PPOTrainer, build_critic
 
 log = logging.getLogger("ppo")
@@ -85,16 +86,6 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
     return final
 
 
-def resume_point(cfg: PPOStageConfig, run_dir: Path) -> Path | None:
-    if cfg.resume == "never":
-        return None
-    if cfg.resume == "auto":
-        return latest_checkpoint(run_dir)
-    if not Path(cfg.resume).is_dir():
-        raise ConfigError(f"resume: no checkpoint folder at {cfg.resume}")
-    return Path(cfg.resume)
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
     check_processes(cfg)
@@ -111,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     distributed.barrier()
 
     start = 0
-    checkpoint = resume_point(cfg, run_dir)
+    checkpoint = resume_point(cfg.resume, run_dir)
     if checkpoint is not None:
         start = load_checkpoint(checkpoint, trainer, mixer)
         if main_rank:

@@ -1,0 +1,157 @@
+"""python -m bcq_offline --config configs/bcq_offline/default.yaml [--key value ...]"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import set_seed
+
+from bcq_offline.config import BCQStageConfig
+from bcq_offline.data import drop_long_prompts, load_logged, split_by_prompt
+from bcq_offline.evaluate import evaluate
+from bcq_offline.model import build_bcq_model
+from bcq_offline.saving import load_bcq, save_bcq
+from bcq_offline.trainer import BCQTrainer
+from common import distributed
+from common.checkpoints import read_checkpoint, resume_point, write_checkpoint
+from common.cli import run_stage
+from common.config import ConfigError, parse_args, to_dict
+from common.data import DataError, batch_for_step
+from common.engines import ds_config
+from common.models import load_model_and_tokenizer
+from common.precision import resolve_precision
+from common.reward import load_reward_scorer
+from common.rewards.mixer import load_domains
+from common.runs import FINAL, check_run_dir, open_run_dir, run_dir_for
+from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
+
+log = logging.getLogger("bcq_offline")
+
+
+def build(cfg: BCQStageConfig):
+    """Data, models and trainer, before anything is written."""
+    lm, tokenizer = load_model_and_tokenizer(cfg.model)
+    records, skipped = load_logged(cfg.data, cfg.seed)
+    if skipped:
+        log.warning("skipped %d HH row(s) whose two dialogues do not share a prompt", skipped)
+    domains = load_domains(cfg.domains_dir)
+    for r in records:
+        if r.domain not in domains:
+            raise DataError(f"{r.where}: unknown domain '{r.domain}' (known: {', '.join(sorted(domains))})")
+    records = drop_long_prompts(records, tokenizer, cfg.max_prompt_tokens)
+    scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
+    if cfg.reward_source == "reward_model":
+        scores = []
+        for start in tqdm(range(0, len(records), 32), desc="re-scoring with the reward model", disable=not distributed.is_main_process()):
+            part = records[start : start + 32]
+            scores += scorer([r.prompt for r in part], [r.response for r in part], normalize=True).tolist()
+        for r, s in zip(records, scores):
+            r.reward = s
+    train, held_out = split_by_prompt(records, cfg.eval_fraction, cfg.seed)
+    if len(train) < cfg.batch_size:
+        raise DataError(f"only {len(train)} training records (batch_size {cfg.batch_size})")
+    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers)
+    ds = None
+    if cfg.deepspeed:
+        bf16 = resolve_precision(cfg.precision) == "bf16"
+        ds = ds_config(cfg.deepspeed, cfg.batch_size // distributed.world_size(), cfg.max_grad_norm, bf16,
+                       lm.config.hidden_size)
+    return BCQTrainer(cfg, model, tokenizer, ds), train, held_out, scorer, domains
+
+
+def check_processes(cfg: BCQStageConfig) -> None:
+    world = distributed.world_size()
+    if world > 1 and not cfg.deepspeed:
+        raise ConfigError(f"{world} processes need a DeepSpeed config: --deepspeed configs/deepspeed/zero2.json (or DS=zero2 with make)")
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes ({world})")
+
+
+def save_checkpoint(run_dir: Path, step: int, trainer: BCQTrainer, keep: int) -> None:
+    def parts(tmp: Path) -> None:
+        trainer.q.save(tmp, "q")
+        if distributed.is_main_process():
+            torch.save(trainer.target, tmp / "target.pt")
+
+    write_checkpoint(run_dir, step, keep, parts, {})
+
+
+def load_checkpoint(folder: Path, trainer: BCQTrainer) -> int:
+    state = read_checkpoint(folder, "BCQ")
+    trainer.q.load(folder, "q")
+    trainer.target = torch.load(folder / "target.pt", map_location=trainer.device, weights_only=False)
+    return state["step"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(BCQStageConfig, argv, prog="python -m bcq_offline")
+    check_processes(cfg)
+    distributed.init()
+    main_rank = distributed.is_main_process()
+    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
+    if main_rank:
+        check_run_dir(run_dir, cfg.overwrite)
+    distributed.barrier()
+    set_seed(cfg.seed)
+    trainer, train, held_out, scorer, domains = build(cfg)
+    if main_rank:
+        open_run_dir(run_dir, cfg)
+        log.info("%d training records, %d held out", len(train), len(held_out))
+    distributed.barrier()
+
+    start = 0
+    checkpoint = resume_point(cfg.resume, run_dir)
+    if checkpoint is not None:
+        start = load_checkpoint(checkpoint, trainer)
+        if main_rank:
+            truncate_metrics(run_dir, start)
+        log.info("resumed from %s", checkpoint)
+    wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
+
+    rank, world = distributed.rank(), distributed.world_size()
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="BCQ", disable=not main_rank):
+        stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
+        if main_rank:
+            append_metrics(run_dir, {"step": step + 1, **stats})
+        if wandb_run is not None:
+            wandb_run.log(stats, step=step + 1)
+        if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
+            save_checkpoint(run_dir, step + 1, trainer, cfg.save_total_limit)
+
+    final = run_dir / FINAL
+    lora = {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha, "layers": cfg.lora_layers}
+    online = [p for p in trainer.model.parameters() if p.requires_grad]
+    with trainer.q.gathered(online):
+        if main_rank:
+            save_bcq(trainer.model, trainer.tokenizer, {"base": cfg.model, "q_trunk": cfg.q_trunk, "tau": cfg.tau, "lora": lora}, final)
+    distributed.barrier()
+    if main_rank:
+        model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process
+        report = evaluate(model, tokenizer, held_out, cfg, scorer, domains, cfg.eval_taus)
+        (run_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        if wandb_run is not None:
+            wandb_run.summary.update({f"eval/{k}": v for k, v in report.items() if isinstance(v, float)})
+        finish_wandb()
+        print(summary_line(report, final, run_dir))
+
+
+def summary_line(report: dict, final: Path, run_dir: Path) -> str:
+    lines = [f"BCQ done: model in {final}; evaluation in {run_dir / 'eval.json'} ({report.get('prompts', 0)} held-out prompts)"]
+    rm = report.get("reward_model")
+    if rm and rm["bcq"]["n"]:
+        for who in ("bcq", "behaviour", "logged"):
+            ci = rm[who]
+            lines.append(f"  reward-model score, {who:9}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+    if "kl_to_behaviour" in report:
+        lines.append(f"  KL to G per response {report['kl_to_behaviour']:.2f}; allowed tokens per step "
+                     f"{report['allowed_tokens']:.1f}; Q(first token) {report['q_first_token']:+.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

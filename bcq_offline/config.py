@@ -1,0 +1,92 @@
+"""The offline BCQ stage's options: one dataclass, filled from `configs/bcq_offline/*.yaml` + command line.
+
+Discrete BCQ (Fujimoto et al., 2019) over tokens: state = prompt + response so far, action = the
+next token, the logged response's reward on its last token. G, the behaviour model, is the
+SFT model; Q is a head over the vocabulary on a transformer trunk — G's own frozen trunk
+(`q_trunk: shared`, cheapest) or LoRA adapters of its own on the same base (`separate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import param
+from common.runs import RunOptions
+
+
+@dataclass
+class LoggedSource:
+    """One file of logged responses and its share of the mix."""
+
+    path: str = param(help="JSONL/.jsonl.gz or datasets folder: logged rows, PPO samples.jsonl, or preference rows")
+    format: Literal["auto", "logged", "ppo_samples", "preferences"] = param("auto", help="row shape")
+    weight: float = param(1.0, help="share of this file's records: 0.5 = a random half, 2.0 = twice")
+
+
+@dataclass
+class BCQStageConfig(RunOptions):
+    """Offline batch-constrained Q-learning from logged (prompt, response, reward)."""
+
+    output_root: str = param("runs/bcq", help="parent folder of run folders")
+    save_steps: int = param(50, help="checkpoint every N steps")
+
+    # --- models
+    model: str = param("runs/sft/default/model", help="behaviour model G (the SFT output) and the Q trunk's base")
+    q_trunk: Literal["shared", "separate"] = param(
+        "shared", help="Q head on G's frozen trunk (shared), or on LoRA adapters of its own over the same base (separate)"
+    )
+    lora_rank: int = param(16, help="separate trunk: LoRA rank")
+    lora_alpha: int = param(32, help="separate trunk: LoRA alpha")
+    lora_layers: list[int] | None = param(None, help="separate trunk: decoder layers to adapt (None = all)")
+    q_init_scale: float = param(
+        0.01, help="Q head starts as this × G's LM head (0 = zeros): greedy Q first agrees with greedy G"
+    )
+
+    # --- data and rewards
+    data: list[LoggedSource] = param([], help="logged responses")
+    reward_source: Literal["data", "reward_model"] = param(
+        "data", help="the rewards in the rows, or re-scored by reward_model (normalized by its saved statistics)"
+    )
+    reward_model: str | None = param(None, help="reward model folder (re-scoring and evaluation)")
+    domains_dir: str = param("configs/domains", help="per-domain reward configs (the mixed reward in evaluation)")
+    max_prompt_tokens: int = param(256, help="records with longer prompts are skipped with a warning")
+    max_response_tokens: int = param(128, help="responses are cut to this many tokens (the reward stays on the last)")
+    eval_fraction: float = param(0.1, help="share of prompts held out for evaluation (split by prompt)")
+    eval_prompts: int = param(32, help="at most this many held-out prompts are decoded in the final evaluation")
+    eval_taus: list[float] = param([0.1, 0.3, 0.6], help="τ sweep of the final evaluation")
+
+    # --- Q-learning
+    gamma: float = param(1.0, help="discount; 1 = the reward at the end counts fully at every token")
+    tau: float = param(0.3, help="batch constraint: only tokens with G(a|s) / max G ≥ τ, τ in (0, 1)")
+    polyak: float = param(0.005, help="target network: θ' ← (1 − rate) θ' + rate θ after every update")
+    huber_delta: float = param(1.0, help="Huber loss threshold")
+    learning_rate: float = param(1e-4, help="AdamW learning rate for Q")
+    max_grad_norm: float = param(1.0, help="gradient clipping norm")
+    batch_size: int = param(8, help="responses per update (global under DeepSpeed)")
+    steps: int = param(200, help="updates")
+
+    # --- decoding
+    decode: Literal["greedy", "sample"] = param("greedy", help="argmax of Q over allowed tokens, or softmax(Q/T) sampling")
+    decode_temperature: float = param(1.0, help="T for decode = sample")
+    max_new_tokens: int = param(64, help="response length limit when decoding")
+
+    def __post_init__(self):
+        if not 0 < self.tau < 1:
+            raise ValueError(f"tau must lie in (0, 1), got {self.tau}")
+        if not 0 < self.polyak <= 1:
+            raise ValueError(f"polyak must lie in (0, 1], got {self.polyak}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
+        for key in ("batch_size", "steps", "save_steps", "max_new_tokens", "max_response_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.reward_source == "reward_model" and not self.reward_model:
+            raise ValueError("reward_source: reward_model needs reward_model set")
+        for tau in self.eval_taus:
+            if not 0 < tau < 1:
+                raise ValueError(f"eval_taus: every τ must lie in (0, 1), got {tau}")
+        if self.decode_temperature <= 0:
+            raise ValueError("decode_temperature must be > 0")

@@ -1,0 +1,104 @@
+"""Held-out evaluation of a BCQ model: BCQ decoding vs G's own decoding vs the logged responses.
+
+For each held-out prompt: the reward-model score (normalized by its saved statistics) and the
+mixed per-domain reward (`common.rewards`, one normalization over everything compared) of the
+BCQ response, G's response and the logged responses, each mean with a 95% bootstrap
+confidence interval (`scipy.stats.bootstrap`); the mean KL of BCQ's decoding to G; the mean
+number of allowed tokens per step; Q of the first token against the reward actually obtained
+(overestimation); and the same for every τ of a sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from bcq_offline.data import LoggedResponse
+from bcq_offline.decode import Decoded, constrained_generate
+from bcq_offline.model import BCQModel
+from common.rewards.mixer import RewardMixer, Sample
+
+
+def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> dict[str, float]:
+    """Mean and 95% percentile-bootstrap interval; a single value has a zero-width interval."""
+    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if x.size == 0:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    if x.size == 1 or np.all(x == x[0]):
+        return {"mean": float(x.mean()), "low": float(x.mean()), "high": float(x.mean()), "n": int(x.size)}
+    from scipy.stats import bootstrap
+
+    res = bootstrap((x,), np.mean, n_resamples=resamples, method="percentile", random_state=seed)
+    return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
+            "high": float(res.confidence_interval.high), "n": int(x.size)}
+
+
+def _decode(model, tokenizer, prompts, tau, cfg, policy, seed) -> list[Decoded]:
+    out = []
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(prompts), cfg.batch_size):
+        out += constrained_generate(model, tokenizer, prompts[start : start + cfg.batch_size], tau, cfg.max_new_tokens,
+                                    greedy=cfg.decode == "greedy", temperature=cfg.decode_temperature,
+                                    policy=policy, generator=gen)
+    return out
+
+
+def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, scorer=None, domains=None,
+             taus: list[float] | None = None) -> dict:
+    """Figures for the held-out prompts (unique prompts of `held_out`)."""
+    by_prompt: dict[str, list[LoggedResponse]] = defaultdict(list)
+    for r in held_out:
+        by_prompt[repr(r.prompt)].append(r)
+    groups = list(by_prompt.values())[: cfg.eval_prompts]
+    prompts = [g[0].prompt for g in groups]
+    domain = [g[0].domain for g in groups]
+    report: dict = {"prompts": len(prompts)}
+    if not prompts:
+        return report
+
+    def rm(responses: list[str], for_prompts) -> list[float]:
+        if scorer is None:
+            return [math.nan] * len(responses)
+        return scorer(for_prompts, responses, normalize=True).tolist()
+
+    bcq = _decode(model, tokenizer, prompts, cfg.tau, cfg, "bcq", cfg.seed)
+    g = _decode(model, tokenizer, prompts, cfg.tau, cfg, "behaviour", cfg.seed)
+    logged = [r for grp in groups for r in grp]
+    rm_bcq, rm_g = rm([d.response for d in bcq], prompts), rm([d.response for d in g], prompts)
+    rm_logged = rm([r.response for r in logged], [r.prompt for r in logged])
+    report["reward_model"] = {"bcq": bootstrap_ci(rm_bcq, cfg.seed), "behaviour": bootstrap_ci(rm_g, cfg.seed),
+                              "logged": bootstrap_ci(rm_logged, cfg.seed)}
+    report["logged_reward"] = bootstrap_ci([r.reward for r in logged], cfg.seed)
+    if domains is not None:  # mixed reward, one normalization over all three sets of responses
+        samples = (
+            [Sample(d.response, dom, i, len(d.tokens), rm_score=None if math.isnan(s) else s)
+             for i, (d, dom, s) in enumerate(zip(bcq, domain, rm_bcq))]
+            + [Sample(d.response, dom, 10_000 + i, len(d.tokens), rm_score=None if math.isnan(s) else s)
+               for i, (d, dom, s) in enumerate(zip(g, domain, rm_g))]
+            + [Sample(r.response, r.domain, 20_000 + i, len(tokenizer(r.response, add_special_tokens=False)["input_ids"]),
+                      rm_score=None if math.isnan(s) else s) for i, (r, s) in enumerate(zip(logged, rm_logged))]
+        )
+        mixed, _ = RewardMixer(domains)(samples)
+        n1, n2 = len(bcq), len(bcq) + len(g)
+        report["mixed_reward"] = {"bcq": bootstrap_ci(mixed[:n1].tolist(), cfg.seed),
+                                  "behaviour": bootstrap_ci(mixed[n1:n2].tolist(), cfg.seed),
+                                  "logged": bootstrap_ci(mixed[n2:].tolist(), cfg.seed)}
+    report["kl_to_behaviour"] = float(np.mean([d.kl_to_g for d in bcq]))
+    report["allowed_tokens"] = float(np.mean([np.mean(d.allowed) for d in bcq if d.allowed]))
+    q_first = float(np.mean([d.q_first for d in bcq]))
+    obtained = float(np.nanmean(rm_bcq)) if scorer is not None else math.nan
+    report["q_first_token"] = q_first
+    report["overestimation"] = q_first - obtained  # Q's promise minus the reward model's verdict
+    report["samples"] = [{"prompt": p[-1]["content"], "bcq": b.response, "behaviour": gg.response}
+                         for p, b, gg in zip(prompts[:5], bcq, g)]
+    sweep = []
+    for tau in taus or []:
+        decoded = _decode(model, tokenizer, prompts, tau, cfg, "bcq", cfg.seed)
+        sweep.append({"tau": tau, "reward_model": bootstrap_ci(rm([d.response for d in decoded], prompts), cfg.seed),
+                      "kl_to_behaviour": float(np.mean([d.kl_to_g for d in decoded])),
+                      "allowed_tokens": float(np.mean([np.mean(d.allowed) for d in decoded if d.allowed]))})
+    report["tau_sweep"] = sweep
+    return report

@@ -1,0 +1,77 @@
+"""The BCQ networks on one causal LM.
+
+G (behaviour): the LM itself — its trunk and LM head, adapters off. Q: a linear head over the
+vocabulary, `q_head(h) = W h + b` (B, L, V), on a trunk's last hidden state h: G's own trunk
+(`shared`: frozen, so one trunk pass per batch serves G, Q and the target Q) or the same base
+with LoRA adapters of Q's own (`separate`). The target Q network is not a module: it is a copy
+of Q's trainable tensors, used through `torch.func.functional_call` and moved by Polyak
+averaging — a few MB for a LoRA trunk, not a second model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from common.prefix import decoder_of
+
+
+class BCQModel(nn.Module):
+    def __init__(self, lm: nn.Module, q_head: nn.Linear, separate: bool):
+        super().__init__()
+        self.lm, self.q_head, self.separate = lm, q_head, separate
+
+    def _adapters_off(self):
+        return self.lm.disable_adapter() if self.separate else contextlib.nullcontext()
+
+    def trunk(self, input_ids, attention_mask, position_ids, adapters: bool, past_key_values=None) -> torch.Tensor:
+        """(B, L, H) last hidden state (final norm applied); adapters=False gives G's trunk."""
+        ctx = contextlib.nullcontext() if adapters else self._adapters_off()
+        with ctx:
+            out = decoder_of(self.lm)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                      past_key_values=past_key_values, use_cache=past_key_values is not None)
+        return out.last_hidden_state
+
+    def behaviour_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:  # (…, V) log G(a | s)
+        return torch.log_softmax(self.lm.get_output_embeddings()(hidden).float(), dim=-1)
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, hidden=None, start: int = 0) -> torch.Tensor:
+        """Q(s, ·) (B, L − start, V) at positions start… — from `hidden` (shared trunk) or Q's own trunk."""
+        if hidden is None:
+            hidden = self.trunk(input_ids, attention_mask, position_ids, adapters=True)
+        return self.q_head(hidden[:, start:]).float()
+
+
+def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank: int = 16, lora_alpha: int = 32,
+                    lora_layers: list[int] | None = None) -> BCQModel:
+    """G's weights frozen; Q = a fresh head (+ LoRA adapters when separate) that trains."""
+    lm.requires_grad_(False)
+    lm_head = lm.get_output_embeddings()
+    hidden, vocab = lm_head.weight.shape[1], lm_head.weight.shape[0]
+    q_head = nn.Linear(hidden, vocab, bias=True)
+    with torch.no_grad():  # Q starts as a scaled copy of G's logits: greedy Q first agrees with greedy G
+        q_head.weight.copy_(lm_head.weight * q_init_scale)
+        q_head.bias.zero_()
+    separate = q_trunk == "separate"
+    if separate:
+        from peft import LoraConfig, get_peft_model
+
+        lm = get_peft_model(lm, LoraConfig(
+            r=lora_rank, lora_alpha=lora_alpha, layers_to_transform=lora_layers, task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ))
+    return BCQModel(lm, q_head, separate)
+
+
+def trainable_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The target network: detached copies of the trainable tensors, by name."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def target_q(model: BCQModel, target: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
+    """Q_target(s, ·): the model's forward with the target tensors in place of the trainable ones."""
+    with torch.no_grad():
+        return functional_call(model, target, args=(), kwargs=kwargs, strict=False)

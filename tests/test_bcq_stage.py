@@ -1,0 +1,96 @@
+"""`python -m bcq_offline` end to end on the tiny recipe: outputs, evaluation, bad rows, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bcq_offline.__main__ import main
+from bcq_offline.data import read_logged
+from bcq_offline.decode import constrained_generate
+from bcq_offline.saving import load_bcq
+from common.data import DataError
+from common.tracking import read_metrics
+
+from conftest import REPO
+
+TINY = str(REPO / "configs/bcq_offline/tiny.yaml")
+DATA = f"[{{path: {REPO}/data/samples/logged_responses.jsonl}}]"
+
+
+def args(model_dir, out: Path, *extra: str) -> list[str]:
+    return ["--config", TINY, "--model", str(model_dir), "--output_root", str(out), "--data", DATA, *extra]
+
+
+def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path))
+    run = tmp_path / "tiny"
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"loss/td", "q/taken", "q/target", "constraint/allowed_tokens"} <= set(rows[-1])
+    report = json.loads((run / "eval.json").read_text())
+    assert report["prompts"] >= 1 and report["tau_sweep"][0]["tau"] == 0.3
+    for who in ("bcq", "behaviour", "logged"):
+        assert "mean" in report["mixed_reward"][who]
+    assert report["allowed_tokens"] >= 1
+    model, tok, meta = load_bcq(run / "model")
+    assert meta["q_trunk"] == "shared" and meta["tau"] == 0.3
+    out = constrained_generate(model, tok, [[{"role": "user", "content": "hi"}]], 0.3, max_new_tokens=4)
+    assert len(out[0].tokens) >= 1
+
+
+def test_generate_cli_answers_from_a_saved_model(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path, "--steps", "2"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcq_offline.generate", "--model", str(tmp_path / "tiny/model"), "--tau", "0.5",
+         "--max_new_tokens", "4", "--prompt", "Say hello.", "--prompt", "你好"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [a["prompt"] for a in answers] == ["Say hello.", "你好"] and all("response" in a for a in answers)
+
+
+def test_bad_rows_name_file_and_line(tmp_path, tiny_model_dir):
+    bad = tmp_path / "logged.jsonl"
+    bad.write_text('{"prompt": "hi", "response": "hello", "reward": 1}\n{"prompt": "hi", "response": "x", "reward": "high"}\n')
+    with pytest.raises(DataError, match=r"logged\.jsonl:2: 'reward' must be a finite number"):
+        read_logged(str(bad))
+    bad.write_text('{"prompt": "hi", "response": "hello", "reward": 1, "domain": "astrology"}\n')
+    with pytest.raises(DataError, match=r"logged\.jsonl:1: unknown domain 'astrology'"):
+        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
+              "--data", f"[{{path: {bad}}}]"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_rank_and_score_mappings(tmp_path):
+    f = tmp_path / "prefs.jsonl"
+    f.write_text(json.dumps({"prompt": "q", "responses": ["a", "b", "c"], "ranks": [2, 1, 3]}) + "\n"
+                 + json.dumps({"prompt": "q2", "chosen": "good", "rejected": "bad"}) + "\n"
+                 + json.dumps({"prompt": "q3", "response": "r", "score": 0.25, "step": 3}) + "\n")
+    records, skipped = read_logged(str(f))
+    assert [(r.response, r.reward) for r in records] == [
+        ("a", 0.0), ("b", 1.0), ("c", -1.0), ("good", 1.0), ("bad", -1.0), ("r", 0.25)]
+    assert skipped == 0
+
+
+def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path / "a"))
+    args_b = args(tiny_model_dir, tmp_path / "b")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "bcq_offline", "5", *args_b],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (tmp_path / "b/tiny/model").exists()
+    main(args_b)  # resumes from step-4
+    a, b = read_metrics(tmp_path / "a/tiny"), read_metrics(tmp_path / "b/tiny")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        for key in ra:
+            assert rb[key] == pytest.approx(ra[key], abs=1e-6), (ra["step"], key)

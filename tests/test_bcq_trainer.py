@@ -1,0 +1,101 @@
+"""BCQ on a tiny local model: the target network moves by Polyak averaging, and on a toy task
+with a known best response, BCQ's constrained decoding beats the behaviour policy."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from bcq_offline.config import BCQStageConfig
+from bcq_offline.data import LoggedResponse
+from bcq_offline.decode import constrained_generate
+from bcq_offline.model import build_bcq_model
+from bcq_offline.trainer import BCQTrainer, encode_records
+from common.config import parse_args
+from common.models import load_model_and_tokenizer
+
+# logged responses to every prompt, each with its reward: the best one is known ("yes")
+REWARD = {"yes": 1.0, "no": 0.0, "maybe": 0.2, "ok": 0.0}
+PROMPTS = [[{"role": "user", "content": f"Tell me about {w}."}] for w in ("cats", "rain", "maps", "tea")]
+
+
+def make_trainer(model_dir, *overrides: str) -> BCQTrainer:
+    cfg = parse_args(BCQStageConfig, ["--model", str(model_dir), "--learning_rate", "1e-2", "--tau", "0.3",
+                                      "--polyak", "0.05", "--batch_size", "8", *overrides])
+    torch.manual_seed(0)
+    lm, tok = load_model_and_tokenizer(str(model_dir))
+    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, lora_rank=4, lora_alpha=8, lora_layers=cfg.lora_layers)
+    return BCQTrainer(cfg, model, tok)
+
+
+def test_batch_layout_puts_the_reward_state_positions_where_the_trainer_reads_them(tiny_model_dir):
+    trainer = make_trainer(tiny_model_dir)
+    records = [LoggedResponse(PROMPTS[0], "yes", 1.0), LoggedResponse(PROMPTS[1], "maybe so", 0.2)]
+    b = encode_records(trainer.tokenizer, records, max_response_tokens=16)
+    eos = trainer.tokenizer.eos_token_id
+    for i, r in enumerate(records):
+        ids = trainer.tokenizer(r.response, add_special_tokens=False)["input_ids"] + [eos]
+        n = int(b.response_mask[i].sum())
+        assert b.responses[i, :n].tolist() == ids  # response then EOS, right-padded
+        assert b.attention_mask[i, b.prompt_len - 1] == 1  # the state s_0 is the prompt's last token
+    cut = encode_records(trainer.tokenizer, records, max_response_tokens=2)
+    assert cut.response_mask.sum(1).tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("q_trunk", ["shared", "separate"])
+def test_target_network_moves_by_polyak_averaging(tiny_model_dir, q_trunk):
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk)
+    before = {k: v.clone() for k, v in trainer.target.items()}
+    online_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert before.keys() == online_before.keys()
+    if q_trunk == "separate":
+        assert any("lora_" in k for k in before) and "q_head.weight" in before
+    else:
+        assert set(before) == {"q_head.weight", "q_head.bias"}
+    records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
+    stats = trainer.step(records[:8])
+    assert stats["loss/td"] > 0
+    online_after = {n: p.detach() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    changed = [k for k in before if not torch.equal(online_before[k], online_after[k])]
+    assert changed, "the online Q network trained"
+    for k in changed:  # θ' = (1 − ρ) θ'_old + ρ θ_new, with θ'_old = θ_old
+        expected = 0.95 * before[k] + 0.05 * online_after[k]
+        assert torch.allclose(trainer.target[k], expected, atol=1e-6), k
+        assert not torch.equal(trainer.target[k], before[k])
+
+
+@pytest.mark.parametrize("q_trunk", ["shared", "separate"])
+def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk):
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk)
+    records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
+    rng = random.Random(0)
+    history = [trainer.step(rng.sample(records, 8)) for _ in range(100)]
+    assert history[-1]["loss/td"] < history[0]["loss/td"]
+
+    def mean_return(decoded):
+        return sum(REWARD.get(d.response.strip(), 0.0) for d in decoded) / len(decoded)
+
+    logged = sum(r.reward for r in records) / len(records)  # 0.3
+    gen = torch.Generator().manual_seed(0)
+    behaviour = constrained_generate(trainer.model, trainer.tokenizer, PROMPTS, 0.3, max_new_tokens=6,
+                                     greedy=False, policy="behaviour", generator=gen)
+    bcq = constrained_generate(trainer.model, trainer.tokenizer, PROMPTS, 0.3, max_new_tokens=6)
+    assert mean_return(bcq) == 1.0, [d.response for d in bcq]
+    assert mean_return(bcq) > max(logged, mean_return(behaviour))
+    # BCQ's own estimate of its return is close to the return it gets (no runaway overestimation)
+    assert all(abs(d.q_first - 1.0) < 0.2 for d in bcq), [d.q_first for d in bcq]
+    assert all(len(d.allowed) == len(d.tokens) for d in bcq)
+
+
+def test_constrained_decoding_never_leaves_the_allowed_set(tiny_model_dir):
+    """With τ close to 1 only G's top token is allowed: BCQ decoding is G's greedy decoding."""
+    trainer = make_trainer(tiny_model_dir)
+    with torch.no_grad():  # make Q prefer something G does not
+        trainer.model.q_head.bias.copy_(torch.randn_like(trainer.model.q_head.bias) * 100)
+    bcq = constrained_generate(trainer.model, trainer.tokenizer, PROMPTS, 0.999999, max_new_tokens=5)
+    greedy_g = constrained_generate(trainer.model, trainer.tokenizer, PROMPTS, 0.5, max_new_tokens=5,
+                                    policy="behaviour")
+    assert [d.tokens for d in bcq] == [d.tokens for d in greedy_g]
+    assert all(n == 1 for d in bcq for n in d.allowed)
