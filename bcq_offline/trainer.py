@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
 from bcq_offline.losses import allowed_actions, double_q_targets, polyak_update, td_loss, token_rewards
 from bcq_offline.model import BCQModel, target_q, trainable_copy
 from common import distributed
-from common.engines import Trainable
+from common.config import ConfigError
+from common.engines import Trainable, zero_stage
 
 
 @dataclass
@@ -60,8 +62,12 @@ class BCQTrainer:
     def __init__(self, cfg: BCQStageConfig, model: BCQModel, tokenizer, ds: dict | None = None):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.device = distributed.device()
+        if model.separate and zero_stage(ds) == 3:
+            raise ConfigError("q_trunk: separate is not supported under ZeRO-3 (the target adapters would need "
+                              "their own partitioning); use ZeRO-2, or q_trunk: shared")
         self.q = Trainable(model, cfg.learning_rate, cfg.max_grad_norm, ds)
-        self.target = trainable_copy(self.q.module)  # Q' starts equal to Q
+        with self.q.gathered(self._online()):  # whole tensors under ZeRO-3
+            self.target = trainable_copy(self.q.module)  # Q' starts equal to Q
 
     @property
     def model(self) -> BCQModel:
@@ -82,7 +88,8 @@ class BCQTrainer:
             q_target = target_q(m, self.target, **inputs, start=start)
         else:  # the trunk is G's and frozen: its hidden state serves Q and Q' too
             q_online = self.q(hidden=g_hidden)
-            q_target = target_q(m, self.target, hidden=g_hidden)
+            with torch.no_grad():
+                q_target = F.linear(g_hidden, self.target["q_head.weight"], self.target["q_head.bias"]).float()
         return q_online, q_target, g_logp
 
     def loss(self, b: TokenBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -111,7 +118,10 @@ class BCQTrainer:
         self.update_target()
         return distributed.mean_across(stats)
 
+    def _online(self) -> list[torch.Tensor]:
+        return [p for p in self.q.module.parameters() if p.requires_grad]
+
     def update_target(self) -> None:
-        online = [p for _, p in self.model.named_parameters() if p.requires_grad]
+        online = self._online()
         with self.q.gathered(online):
             polyak_update(list(self.target.values()), online, self.cfg.polyak)
