@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from bcq_offline.data import LoggedResponse
 from bcq_offline.decode import Decoded, constrained_generate
@@ -39,7 +40,8 @@ def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> d
 def _decode(model, tokenizer, prompts, tau, cfg, policy, seed) -> list[Decoded]:
     out = []
     gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(prompts), cfg.batch_size):
+    label = f"evaluating: {'BCQ τ=' + format(tau, 'g') if policy == 'bcq' else 'G'} decoding"
+    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=label, leave=False):
         out += constrained_generate(model, tokenizer, prompts[start : start + cfg.batch_size], tau, cfg.max_new_tokens,
                                     greedy=cfg.decode == "greedy", temperature=cfg.decode_temperature,
                                     policy=policy, generator=gen)
