@@ -48,3 +48,18 @@ def make_two_processes(target: str, stage: str, recipe: str, args: str) -> subpr
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
+
+
+TIMINGS = ("tokens_per_second", "time/generate", "time/score", "time/train")
+
+
+def assert_same_metrics(run_a: Path, run_b: Path, steps: int, abs_tol: float = 1e-6) -> None:
+    """Two runs logged the same figures at every step (timings aside): what an exact resume must give."""
+    from common.tracking import read_metrics
+
+    a, b = read_metrics(run_a), read_metrics(run_b)
+    assert [r["step"] for r in b] == list(range(1, steps + 1))
+    for ra, rb in zip(a, b):
+        for key in ra:
+            if key not in TIMINGS:
+                assert rb[key] == pytest.approx(ra[key], abs=abs_tol), (ra["step"], key)

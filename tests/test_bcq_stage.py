@@ -17,7 +17,7 @@ from bcq_offline.saving import load_bcq
 from common.data import DataError
 from common.tracking import read_metrics
 
-from conftest import REPO
+from conftest import REPO, assert_same_metrics
 
 TINY = str(REPO / "configs/bcq_offline/tiny.yaml")
 DATA = f"[{{path: {REPO}/data/samples/logged_responses.jsonl}}]"
@@ -89,8 +89,4 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, 
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)  # resumes from step-4
-    a, b = read_metrics(tmp_path / "a/tiny"), read_metrics(tmp_path / "b/tiny")
-    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
-    for ra, rb in zip(a, b):
-        for key in ra:
-            assert rb[key] == pytest.approx(ra[key], abs=1e-6), (ra["step"], key)
+    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)

@@ -16,7 +16,7 @@ from common.models import load_model_and_tokenizer
 from common.tracking import read_metrics
 from ppo.__main__ import main
 
-from conftest import REPO
+from conftest import REPO, assert_same_metrics
 
 TINY = str(REPO / "configs/ppo/tiny.yaml")
 REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
@@ -62,13 +62,7 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, 
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)  # resumes from step-4
-    a, b = read_metrics(tmp_path / "a/tiny"), read_metrics(tmp_path / "b/tiny")
-    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
-    skip = ("tokens_per_second", "time/generate", "time/score", "time/train")
-    for ra, rb in zip(a, b):
-        for key in ra:
-            if key not in skip:
-                assert rb[key] == pytest.approx(ra[key], abs=1e-6), (ra["step"], key)
+    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)
 
 
 def test_value_head_on_the_policy_runs_and_checkpoints_without_a_critic(tiny_model_dir, tmp_path):
