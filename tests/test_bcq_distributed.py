@@ -11,14 +11,14 @@ from safetensors.torch import load_file
 
 from common.tracking import read_metrics
 
-from conftest import REPO, make_two_processes
+from conftest import make_two_processes
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_make_bcq_two_processes(stage, tiny_model_dir, tmp_path):
-    args = f"--model {tiny_model_dir} --output_root {tmp_path} --data [{{path: {REPO}/data/samples/logged_responses.jsonl}}]"
+    args = f"--model {tiny_model_dir} --output_root {tmp_path}"  # the recipe's data path is relative to the repo
     proc = make_two_processes("bcq", stage, "configs/bcq_offline/tiny.yaml", args)
     assert "--num_gpus 2" in proc.stdout and "BCQ done" in proc.stdout
     run = tmp_path / "tiny"
