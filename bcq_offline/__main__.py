@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,14 +17,15 @@ from bcq_offline.data import drop_long_prompts, load_logged, split_by_prompt
 from bcq_offline.evaluate import evaluate
 from bcq_offline.model import build_bcq_model
 from bcq_offline.saving import load_bcq, save_bcq
-from bcq_offline.trainer import BCQTrainer
+from bcq_offline.behaviour import clone_behaviour
+from bcq_offline.trainer import BCQTrainer, encode_records
 from common import distributed
 from common.checkpoints import read_checkpoint, resume_point, write_checkpoint
 from common.cli import run_stage
 from common.config import ConfigError, parse_args, to_dict
 from common.data import DataError, batch_for_step
 from common.engines import ds_config
-from common.models import load_model_and_tokenizer
+from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import load_domains
@@ -31,9 +33,10 @@ from common.runs import FINAL, check_run_dir, open_run_dir, run_dir_for
 from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
 
 log = logging.getLogger("bcq_offline")
+BEHAVIOUR = "behaviour_model"  # <run>/behaviour_model/: G after behaviour cloning
 
 
-def build(cfg: BCQStageConfig):
+def build(cfg: BCQStageConfig, run_dir: Path):
     """Data, models and trainer, before anything is written."""
     lm, tokenizer = load_model_and_tokenizer(cfg.model)
     records, skipped = load_logged(cfg.data, cfg.seed)
@@ -55,13 +58,27 @@ def build(cfg: BCQStageConfig):
     train, held_out = split_by_prompt(records, cfg.eval_fraction, cfg.seed)
     if len(train) < cfg.batch_size:
         raise DataError(f"only {len(train)} training records (batch_size {cfg.batch_size})")
+    behaviour_nll, g_spec = None, cfg.model
+    if cfg.behaviour_steps:
+        g_folder = run_dir / BEHAVIOUR
+        if (g_folder / "config.json").is_file():  # a resumed run: G was cloned before
+            lm, _ = load_model_and_tokenizer(str(g_folder))
+        else:
+            encode = partial(encode_records, tokenizer, max_response_tokens=cfg.max_response_tokens)
+            lm, behaviour_nll = clone_behaviour(lm, encode, train, cfg.behaviour_steps, cfg.batch_size, cfg.behaviour_lr,
+                                                cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers, cfg.seed)
+            log.info("behaviour cloning: response NLL %.3f → %.3f", behaviour_nll[0], behaviour_nll[-1])
+            if distributed.is_main_process():  # G is part of the result: model/ names it as its base
+                save_model_folder(lm, tokenizer, g_folder)
+            distributed.barrier()
+        g_spec = str(g_folder)
     model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers)
     ds = None
     if cfg.deepspeed:
         bf16 = resolve_precision(cfg.precision) == "bf16"
         ds = ds_config(cfg.deepspeed, cfg.batch_size // distributed.world_size(), cfg.max_grad_norm, bf16,
                        lm.config.hidden_size)
-    return BCQTrainer(cfg, model, tokenizer, ds), train, held_out, scorer, domains
+    return BCQTrainer(cfg, model, tokenizer, ds), train, held_out, scorer, domains, behaviour_nll, g_spec
 
 
 def check_processes(cfg: BCQStageConfig) -> None:
@@ -98,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         check_run_dir(run_dir, cfg.overwrite)
     distributed.barrier()
     set_seed(cfg.seed)
-    trainer, train, held_out, scorer, domains = build(cfg)
+    trainer, train, held_out, scorer, domains, behaviour_nll, g_spec = build(cfg, run_dir)
     if main_rank:
         open_run_dir(run_dir, cfg)
         log.info("%d training records, %d held out", len(train), len(held_out))
+        if behaviour_nll:
+            (run_dir / "behaviour.json").write_text(json.dumps({"response_nll": behaviour_nll}))
     distributed.barrier()
 
     start = 0
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     online = [p for p in trainer.model.parameters() if p.requires_grad]
     with trainer.q.gathered(online):
         if main_rank:
-            save_bcq(trainer.model, trainer.tokenizer, {"base": cfg.model, "q_trunk": cfg.q_trunk, "tau": cfg.tau, "lora": lora}, final)
+            save_bcq(trainer.model, trainer.tokenizer, {"base": g_spec, "q_trunk": cfg.q_trunk, "tau": cfg.tau, "lora": lora}, final)
     distributed.barrier()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process

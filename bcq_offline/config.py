@@ -39,6 +39,10 @@ class BCQStageConfig(RunOptions):
     lora_rank: int = param(16, help="separate trunk: LoRA rank")
     lora_alpha: int = param(32, help="separate trunk: LoRA alpha")
     lora_layers: list[int] | None = param(None, help="separate trunk: decoder layers to adapt (None = all)")
+    behaviour_steps: int = param(
+        0, help="behaviour cloning: fine-tune G on the logged responses (imitation loss) for this many steps first; 0 = G as given"
+    )
+    behaviour_lr: float = param(1e-4, help="behaviour cloning learning rate (LoRA, merged into G afterwards)")
     q_init_scale: float = param(
         0.01, help="Q head starts as this × G's LM head (0 = zeros): greedy Q first agrees with greedy G"
     )
@@ -80,6 +84,8 @@ class BCQStageConfig(RunOptions):
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
+        if self.behaviour_steps < 0:
+            raise ValueError(f"behaviour_steps must be ≥ 0, got {self.behaviour_steps}")
         for key in ("batch_size", "steps", "save_steps", "max_new_tokens", "max_response_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")

@@ -90,3 +90,14 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, 
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)  # resumes from step-4
     assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)
+
+
+def test_behaviour_cloning_makes_g_part_of_the_saved_model(tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path, "--steps", "2", "--behaviour_steps", "6", "--behaviour_lr", "1e-2"))
+    run = tmp_path / "tiny"
+    nll = json.loads((run / "behaviour.json").read_text())["response_nll"]
+    assert len(nll) == 6 and nll[-1] < nll[0]
+    meta = json.loads((run / "model/bcq_config.json").read_text())
+    assert meta["base"] == str((run / "behaviour_model").resolve())
+    model, _, _ = load_bcq(run / "model")  # G rebuilt from the cloned weights
+    assert model.q_head.weight.shape[0] == model.lm.get_output_embeddings().weight.shape[0]
