@@ -90,3 +90,24 @@ def test_make_ppo_two_processes_then_sigkill_and_resume(tiny_model_dir, tmp_path
     assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-5)
     ids = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "b/tiny/wandb").glob("offline-run-*")}
     assert len(ids) == 1, f"the resumed run continues the same W&B run: {ids}"
+
+
+def test_zero3_scores_with_a_partitioned_reward_model(tiny_model_dir, tmp_path):
+    """Under ZeRO-3 the reward model is an inference engine holding half of its weights per rank."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm_dir = tmp_path / "rm"
+    torch.manual_seed(0)
+    rm = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    rm.config.pad_token_id = tok.pad_token_id
+    rm.save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    (rm_dir / "reward_config.json").write_text('{"max_length": 64, "reward_mean": 0.0, "reward_std": 1.0}')
+    args = f"--policy {tiny_model_dir} --reward_model {rm_dir} --output_root {tmp_path / 'out'} --steps 2"
+    make_two_processes("ppo", "zero3", "configs/ppo/tiny.yaml", args)
+    rows = read_metrics(tmp_path / "out/tiny")
+    assert [r["step"] for r in rows] == [1, 2]
+    # the accuracy component is the reward model's score: present and finite for every domain seen
+    accuracy = [v for r in rows for k, v in r.items() if k.endswith("/accuracy")]
+    assert accuracy and all(math.isfinite(v) for v in accuracy)
