@@ -1,0 +1,73 @@
+"""python -m annotation_ui <command> --db labels.db …
+
+  users add NAME --role annotator|admin     (password read from $ANNOTATION_PASSWORD or asked)
+  users list | users disable NAME | users enable NAME
+  import FILE [--format auto|jsonl|hh] [--limit N]   (all or nothing)
+  export OUT_DIR [--combine all|majority]
+
+The browser app (`serve`) is not built yet (issue #3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from common.cli import run_stage
+
+DEFAULT_DB = "runs/annotation/labels.db"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m annotation_ui", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default=DEFAULT_DB, help="SQLite file or database URL (postgresql://…)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    users = sub.add_parser("users").add_subparsers(dest="action", required=True)
+    add = users.add_parser("add")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    users.add_parser("list")
+    for action in ("disable", "enable"):
+        users.add_parser(action).add_argument("name")
+    imp = sub.add_parser("import")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=["auto", "jsonl", "hh"], default="auto")
+    imp.add_argument("--limit", type=int, default=None)
+    exp = sub.add_parser("export")
+    exp.add_argument("out_dir")
+    exp.add_argument("--combine", choices=["all", "majority"], default="all")
+    args = parser.parse_args(argv)
+
+    from annotation_ui.store import Store
+
+    if "://" not in args.db:
+        os.makedirs(os.path.dirname(os.path.abspath(args.db)), exist_ok=True)
+    store = Store(args.db)
+    if args.command == "users":
+        if args.action == "add":
+            password = os.environ.get("ANNOTATION_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+            store.add_user(args.name, password, args.role)
+            print(f"added {args.role} {args.name}")
+        elif args.action == "list":
+            for u in store.users():
+                print(f"{u.name:20} {u.role:10} {'active' if u.active else 'disabled'}")
+        else:
+            store.set_active(args.name, args.action == "enable")
+            print(f"{args.action}d {args.name}")
+    elif args.command == "import":
+        from annotation_ui.tasks import read_tasks
+
+        tasks, skipped = read_tasks(args.file, args.format, args.limit)
+        ids = store.add_tasks(tasks)
+        print(f"imported {len(ids)} tasks from {args.file}" + (f" ({skipped} unpaired HH rows skipped)" if skipped else ""))
+    elif args.command == "export":
+        from annotation_ui.export import export
+
+        counts = export(store, args.out_dir, args.combine)
+        print(f"exported {counts['pairs']} pairs and {counts['rankings']} rankings to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

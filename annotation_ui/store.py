@@ -1,0 +1,331 @@
+"""The annotation database (SQLAlchemy): users, tasks, assignments, labels with revisions, and an
+append-only audit log. SQLite by default (one file, WAL journal, created on first open) or any
+SQLAlchemy URL (PostgreSQL for a team). The schema carries a version number checked on open.
+
+Concurrency rules, kept by the database rather than by the app process:
+- an assignment is unique per (task, user), and a task is handed out only while it has fewer
+  than `overlap` live assignments — checked and written in one transaction that holds the
+  database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the task row locked FOR UPDATE);
+- a label carries the client's request id, unique: a repeated submit returns the stored label;
+- a revision adds a row (version + 1); nothing is overwritten, and audit rows are never updated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+from sqlalchemy import (
+    JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, func, select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from common.data import DataError
+
+SCHEMA_VERSION = 1
+ROLES = ("annotator", "admin")
+FLAGS = ("unsafe", "not_rankable", "broken")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt: Mapped[list] = mapped_column(JSON)  # chat messages ending with a user turn
+    responses: Mapped[list] = mapped_column(JSON)  # K ≥ 2 strings
+    model_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # hidden from annotators
+    domain: Mapped[str] = mapped_column(String(32), default="general")
+    source: Mapped[str] = mapped_column(String(256), default="")  # file:line it came from
+    content_notice: Mapped[bool] = mapped_column(Boolean, default=False)  # e.g. HH red-teaming text
+    gold_ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # a gold task's known answer
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("task_id", "user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    order: Mapped[list] = mapped_column(JSON)  # this annotator's display order of the responses
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | skipped | expired
+    assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("task_id", "user_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # 1, then 2, 3… for revisions
+    ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # per response, original order; 1 = best
+    scores: Mapped[list | None] = mapped_column(JSON, nullable=True)  # optional 1–5 per response
+    flag: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+
+
+class Audit(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class StoreError(DataError):
+    """A request the store refuses (unknown user, bad ranks, …): the message says why."""
+
+
+def database_url(db: str) -> str:
+    """A file path → a SQLite URL; a URL (postgresql://…, sqlite:///…) as given."""
+    return db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+
+
+@dataclass
+class Handout:
+    """A task as one annotator sees it: responses in their own shuffled order, no model ids."""
+
+    task_id: int
+    prompt: list
+    responses: list[str]  # display order
+    order: list[int]  # display position → original response index
+    domain: str
+    content_notice: bool
+
+
+class Store:
+    def __init__(self, db: str):
+        self.url = database_url(db)
+        self.sqlite = self.url.startswith("sqlite")
+        self.engine: Engine = create_engine(self.url, future=True)
+        if self.sqlite:
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):  # durable and concurrent: WAL, wait on locks
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA busy_timeout=10000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+                conn.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE for writers)
+
+            @event.listens_for(self.engine, "begin")
+            def _begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        Base.metadata.create_all(self.engine)
+        with self.session() as s:
+            version = s.get(Meta, "schema_version")
+            if version is None:
+                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(version.value) != SCHEMA_VERSION:
+                raise StoreError(f"{self.url}: schema version {version.value}, this code needs {SCHEMA_VERSION}")
+
+    @contextmanager
+    def session(self):
+        """One transaction: committed on success, rolled back on any error."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def audit(self, s: Session, event_name: str, user_id: int | None, task_id: int | None = None, **detail) -> None:
+        s.add(Audit(event=event_name, user_id=user_id, task_id=task_id, detail=detail))
+
+    # ------------------------------------------------------------------ users
+
+    def add_user(self, name: str, password: str, role: str = "annotator") -> int:
+        if role not in ROLES:
+            raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not name or len(name) > 64:
+            raise StoreError("user name must be 1–64 characters")
+        if len(password) < 8:
+            raise StoreError("password must be at least 8 characters")
+        with self.session() as s:
+            if s.scalar(select(User).where(User.name == name)) is not None:
+                raise StoreError(f"user {name!r} already exists")
+            user = User(name=name, role=role, password_hash=bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode())
+            s.add(user)
+            s.flush()
+            self.audit(s, "user_add", None, name=name, role=role)
+            return user.id
+
+    def set_active(self, name: str, active: bool) -> None:
+        with self.session() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise StoreError(f"no user {name!r}")
+            user.active = active
+            self.audit(s, "user_enable" if active else "user_disable", None, name=name)
+
+    def users(self) -> list[User]:
+        with self.session() as s:
+            return list(s.scalars(select(User).order_by(User.id)))
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The active user with these credentials, else None (a failed attempt is audited too)."""
+        with self.session() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            ok = user is not None and user.active and bcrypt.checkpw(password.encode(), user.password_hash.encode())
+            self.audit(s, "login" if ok else "login_failed", user.id if user else None, name=name)
+            return user if ok else None
+
+    # ------------------------------------------------------------------ tasks
+
+    def add_tasks(self, tasks: list[dict]) -> list[int]:
+        """All or nothing: one transaction for the whole import."""
+        with self.session() as s:
+            rows = [Task(**t) for t in tasks]
+            s.add_all(rows)
+            s.flush()
+            self.audit(s, "import", None, count=len(rows))
+            return [r.id for r in rows]
+
+    def next_task(self, user_id: int, overlap: int, ttl_minutes: float = 30.0, rng=None) -> Handout | None:
+        """The user's open assignment, else a new one: a task this user never had, with fewer than
+        `overlap` live (open or done) assignments, oldest first. Expired ones go back to the pool."""
+        rng = rng or secrets.SystemRandom()
+        with self.session() as s:
+            t = now()
+            for a in s.scalars(select(Assignment).where(Assignment.status == "open", Assignment.expires_at < t)):
+                a.status = "expired"
+            mine = s.scalar(select(Assignment).where(Assignment.user_id == user_id, Assignment.status == "open"))
+            if mine is None:
+                live = (select(Assignment.task_id, func.count().label("n"))
+                        .where(Assignment.status.in_(("open", "done"))).group_by(Assignment.task_id).subquery())
+                had = select(Assignment.task_id).where(Assignment.user_id == user_id)
+                query = (select(Task).outerjoin(live, live.c.task_id == Task.id)
+                         .where(func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had)).order_by(Task.id).limit(1))
+                if not self.sqlite:
+                    query = query.with_for_update(of=Task, skip_locked=True)
+                task = s.scalar(query)
+                if task is None:
+                    return None
+                order = list(range(len(task.responses)))
+                rng.shuffle(order)
+                mine = Assignment(task_id=task.id, user_id=user_id, order=order,
+                                  expires_at=t + dt.timedelta(minutes=ttl_minutes))
+                s.add(mine)
+                s.flush()
+            task = s.get(Task, mine.task_id)
+            return Handout(task.id, task.prompt, [task.responses[i] for i in mine.order], mine.order, task.domain,
+                           task.content_notice)
+
+    # ------------------------------------------------------------------ labels
+
+    def submit(self, user_id: int, task_id: int, ranks: list[int] | None, request_id: str, scores: list[int] | None = None,
+               flag: str | None = None, note: str = "", event_name: str = "submit") -> Label:
+        """Store a label (ranks in the task's original response order) — or a flag — once.
+
+        A repeated request id returns the stored label unchanged (idempotent). A label for a task
+        the user already labelled is a revision: a new row, version + 1.
+        """
+        with self.session() as s:
+            existing = s.scalar(select(Label).where(Label.request_id == request_id))
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise StoreError("request id already used by another user")
+                return existing
+            task = s.get(Task, task_id)
+            if task is None:
+                raise StoreError(f"no task {task_id}")
+            assignment = s.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user_id))
+            if assignment is None:
+                raise StoreError(f"task {task_id} is not assigned to this user")
+            k = len(task.responses)
+            if flag is None:
+                check_ranks(ranks, k)
+                if scores is not None and (len(scores) != k or any(not 1 <= x <= 5 for x in scores)):
+                    raise StoreError(f"scores must be {k} integers from 1 to 5")
+            elif flag not in FLAGS:
+                raise StoreError(f"flag must be one of {', '.join(FLAGS)}")
+            last = s.scalar(select(func.max(Label.version)).where(Label.task_id == task_id, Label.user_id == user_id)) or 0
+            label = Label(task_id=task_id, user_id=user_id, version=last + 1, ranks=ranks, scores=scores, flag=flag,
+                          note=note, request_id=request_id)
+            s.add(label)
+            assignment.status = "done"
+            self.audit(s, "revise" if last else event_name, user_id, task_id, version=last + 1, flag=flag)
+            s.flush()
+            return label
+
+    def skip(self, user_id: int, task_id: int) -> None:
+        with self.session() as s:
+            a = s.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user_id))
+            if a is None or a.status != "open":
+                raise StoreError(f"task {task_id} is not open for this user")
+            a.status = "skipped"
+            self.audit(s, "skip", user_id, task_id)
+
+    def labels(self, user_id: int | None = None, latest_only: bool = True) -> list[Label]:
+        """Labels (of one user, or all: admin); by default the latest version of each (task, user)."""
+        with self.session() as s:
+            query = select(Label).order_by(Label.task_id, Label.user_id, Label.version)
+            if user_id is not None:
+                query = query.where(Label.user_id == user_id)
+            rows = list(s.scalars(query))
+        if not latest_only:
+            return rows
+        latest: dict[tuple[int, int], Label] = {}
+        for r in rows:
+            latest[(r.task_id, r.user_id)] = r
+        return list(latest.values())
+
+    def progress(self, user_id: int, overlap: int) -> dict[str, int]:
+        """done = tasks this user labelled; left = tasks they could still be given."""
+        with self.session() as s:
+            done = s.scalar(select(func.count(func.distinct(Label.task_id))).where(Label.user_id == user_id)) or 0
+            had = select(Assignment.task_id).where(Assignment.user_id == user_id)
+            live = (select(Assignment.task_id, func.count().label("n"))
+                    .where(Assignment.status.in_(("open", "done"))).group_by(Assignment.task_id).subquery())
+            left = s.scalar(select(func.count()).select_from(Task).outerjoin(live, live.c.task_id == Task.id)
+                            .where(func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had))) or 0
+            return {"done": done, "left": left}
+
+    def tasks(self) -> list[Task]:
+        with self.session() as s:
+            return list(s.scalars(select(Task).order_by(Task.id)))
+
+    def audit_log(self) -> list[Audit]:
+        with self.session() as s:
+            return list(s.scalars(select(Audit).order_by(Audit.id)))
+
+
+def check_ranks(ranks, k: int) -> None:
+    """Ranks of K responses: K integers, 1 = best, ties allowed, no gaps (dense ranking)."""
+    if not isinstance(ranks, list) or len(ranks) != k or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks):
+        raise StoreError(f"ranks must be a list of {k} integers")
+    used = sorted(set(ranks))
+    if used != list(range(1, len(used) + 1)):
+        raise StoreError(f"ranks must start at 1 without gaps (ties share a rank), got {ranks}")

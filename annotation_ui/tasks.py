@@ -1,0 +1,79 @@
+"""Task files → task rows for the store, validated whole before anything is written.
+
+- JSONL: `{"prompt": str | [messages], "responses": [str, ...] (K ≥ 2), "domain"?: str,
+  "model_ids"?: [str, ...], "gold_ranks"?: [int, ...]}`;
+- HH (`../shared/data/hh-rlhf`): `{"chosen": dialogue, "rejected": dialogue}` → the shared
+  turns as prompt, the two last replies as responses, shown behind a content notice.
+
+Every problem raises `DataError` naming file and line; an import is all or nothing.
+"""
+
+from __future__ import annotations
+
+from common.data import DataError, check_messages
+from common.preferences import UnpairedDialoguesError, read_rows, row_to_group
+
+MAX_CHARS = 20_000  # per prompt message or response: longer text is refused, not truncated
+
+
+def _text(value, where: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: {what} must be a non-empty string")
+    if len(value) > MAX_CHARS:
+        raise DataError(f"{where}: {what} is {len(value)} characters (limit {MAX_CHARS})")
+    return value
+
+
+def row_to_task(row: dict, where: str, fmt: str = "auto") -> dict:
+    if fmt == "auto":
+        fmt = "jsonl" if "responses" in row else "hh" if "chosen" in row and "rejected" in row else ""
+        if not fmt:
+            keys = ", ".join(sorted(row)) or "none"
+            raise DataError(f"{where}: unrecognised row (keys: {keys}); expected 'prompt' + 'responses', or HH 'chosen' + 'rejected'")
+    if fmt == "hh":
+        group = row_to_group({"chosen": row["chosen"], "rejected": row["rejected"]}, "hh", where)
+        return {"prompt": group.prompt, "responses": [_text(r, where, "a reply") for r in group.responses],
+                "domain": row.get("domain") or "general", "source": where, "content_notice": True}
+    if "prompt" not in row:
+        raise DataError(f"{where}: missing field 'prompt'")
+    prompt = row["prompt"]
+    messages = [{"role": "user", "content": _text(prompt, where, "'prompt'")}] if isinstance(prompt, str) \
+        else check_messages(prompt, where, "prompt")
+    for m in messages:
+        _text(m["content"], where, "a prompt message")
+    responses = row["responses"]
+    if not isinstance(responses, list) or len(responses) < 2:
+        raise DataError(f"{where}: 'responses' must be a list of at least 2 (K ≥ 2)")
+    responses = [_text(r, where, f"response {i + 1}") for i, r in enumerate(responses)]
+    k = len(responses)
+    model_ids = row.get("model_ids")
+    if model_ids is not None and (not isinstance(model_ids, list) or len(model_ids) != k):
+        raise DataError(f"{where}: 'model_ids' must list one id per response ({k})")
+    gold = row.get("gold_ranks")
+    if gold is not None:
+        from annotation_ui.store import StoreError, check_ranks
+
+        try:
+            check_ranks(gold, k)
+        except StoreError as err:
+            raise DataError(f"{where}: gold_ranks: {err}") from None
+    domain = row.get("domain") or "general"
+    if not isinstance(domain, str):
+        raise DataError(f"{where}: 'domain' must be a string")
+    return {"prompt": messages, "responses": responses, "model_ids": model_ids, "domain": domain, "source": where,
+            "gold_ranks": gold, "content_notice": bool(row.get("content_notice", False))}
+
+
+def read_tasks(path: str, fmt: str = "auto", limit: int | None = None) -> tuple[list[dict], int]:
+    """(task rows, HH rows skipped because their dialogues share no prompt)."""
+    tasks, skipped = [], 0
+    for where, row in read_rows(path):
+        try:
+            tasks.append(row_to_task(row, where, fmt))
+        except UnpairedDialoguesError:
+            skipped += 1
+        if limit is not None and len(tasks) >= limit:
+            break
+    if not tasks:
+        raise DataError(f"{path}: no tasks")
+    return tasks, skipped

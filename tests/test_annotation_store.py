@@ -1,0 +1,191 @@
+"""The annotation database (SQLite here): users, import, assignment with overlap, labels with
+revisions, idempotent submits under concurrency, expiry, audit, and the preference export."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pytest
+
+from annotation_ui.export import build_rows, export
+from annotation_ui.store import Store, StoreError
+from annotation_ui.tasks import read_tasks
+from common.data import DataError
+from common.preferences import read_preferences
+
+
+def task(i: int, k: int = 3) -> dict:
+    return {"prompt": [{"role": "user", "content": f"question {i}"}], "responses": [f"answer {i}.{j}" for j in range(k)],
+            "model_ids": [f"m{j}" for j in range(k)], "domain": "general", "source": f"t:{i}"}
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(str(tmp_path / "labels.db"))
+
+
+def test_users_are_hashed_and_checked(store):
+    uid = store.add_user("ann", "correct horse", "annotator")
+    with pytest.raises(StoreError, match="already exists"):
+        store.add_user("ann", "another pass")
+    with pytest.raises(StoreError, match="at least 8"):
+        store.add_user("bob", "short")
+    user = store.users()[0]
+    assert user.id == uid and "correct horse" not in user.password_hash and user.password_hash.startswith("$2")
+    assert store.authenticate("ann", "correct horse").id == uid
+    assert store.authenticate("ann", "wrong") is None
+    store.set_active("ann", False)
+    assert store.authenticate("ann", "correct horse") is None
+    events = [a.event for a in store.audit_log()]
+    assert events.count("login") == 1 and events.count("login_failed") == 2
+
+
+def test_overlap_no_repeats_shuffled_order_and_expiry(store):
+    users = [store.add_user(f"u{i}", "password123") for i in range(3)]
+    store.add_tasks([task(1), task(2)])
+    h0 = store.next_task(users[0], overlap=2)
+    assert store.next_task(users[0], overlap=2).task_id == h0.task_id  # the open one again, not a new one
+    assert sorted(h0.responses) == sorted(task(1)["responses"]) and "model_ids" not in vars(h0)
+    store.submit(users[0], h0.task_id, [1, 2, 3], "r0")
+    assert store.next_task(users[0], overlap=2).task_id == 2  # never the same task twice
+    h1 = store.next_task(users[1], overlap=2)
+    assert h1.task_id == 1
+    store.submit(users[1], 1, [1, 1, 2], "r1")
+    h2 = store.next_task(users[2], overlap=2)  # task 1 has its 2 annotators; task 2 has 1 open
+    assert h2.task_id == 2
+    # an abandoned assignment expires back to the pool
+    store.skip(users[2], 2)
+    lone = store.add_user("late", "password123")
+    h3 = store.next_task(lone, overlap=2, ttl_minutes=-1)  # expired as soon as it is made
+    assert h3.task_id == 2
+    assert store.next_task(users[2], overlap=2) is None  # skipped task 2 stays skipped for u2; task 1 is full
+    assert store.progress(users[0], overlap=2) == {"done": 1, "left": 0}
+
+
+def test_submit_is_idempotent_and_revisions_are_kept(store):
+    a, b = store.add_user("a", "password123"), store.add_user("b", "password123")
+    store.add_tasks([task(1)])
+    store.next_task(a, overlap=2)
+    first = store.submit(a, 1, [1, 2, 3], "req-1")
+    again = store.submit(a, 1, [1, 2, 3], "req-1")
+    assert again.id == first.id and len(store.labels(latest_only=False)) == 1
+    store.submit(a, 1, [3, 2, 1], "req-2")  # a revision
+    versions = [(l.version, l.ranks) for l in store.labels(a, latest_only=False)]
+    assert versions == [(1, [1, 2, 3]), (2, [3, 2, 1])]
+    assert [l.ranks for l in store.labels(a)] == [[3, 2, 1]]
+    assert store.labels(b) == []  # b sees none of a's labels
+    with pytest.raises(StoreError, match="not assigned"):
+        store.submit(b, 1, [1, 2, 3], "req-3")
+    with pytest.raises(StoreError, match="without gaps"):
+        store.submit(a, 1, [1, 3, 3], "req-4")
+    events = [e.event for e in store.audit_log()]
+    assert "submit" in events and "revise" in events
+
+
+def test_many_annotators_at_once_never_exceed_the_overlap_and_lose_nothing(store):
+    n_users, overlap = 12, 3
+    users = [store.add_user(f"u{i}", "password123") for i in range(n_users)]
+    store.add_tasks([task(i) for i in range(8)])
+    acked, errors = [], []
+
+    def work(uid):
+        try:
+            while (h := store.next_task(uid, overlap=overlap)) is not None:
+                rid = uuid.uuid4().hex
+                ranks = [h.order.index(i) + 1 for i in range(len(h.order))]  # the displayed order is the ranking
+                label = store.submit(uid, h.task_id, ranks, rid)
+                store.submit(uid, h.task_id, ranks, rid)  # a retried request
+                acked.append((uid, h.task_id, label.id))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    labels = store.labels(latest_only=False)
+    assert sorted(l.id for l in labels) == sorted(i for _, _, i in acked)  # every acknowledged label, once
+    per_task = {}
+    for l in labels:
+        per_task.setdefault(l.task_id, set()).add(l.user_id)
+    assert all(len(v) == overlap for v in per_task.values()) and len(per_task) == 8
+
+
+def test_bad_task_files_name_the_line_and_import_nothing(tmp_path):
+    cases = {
+        '{"prompt": "q", "responses": ["only one"]}': r":1: 'responses' must be a list of at least 2",
+        '{"prompt": "q", "responses": ["a", "  "]}': r":1: response 2 must be a non-empty string",
+        '{"prompt": "q", "responses": ["a", "' + "x" * 20001 + '"]}': r":1: response 2 is 20001 characters",
+        '{"prompt": "q", "responses": ["a", "b"], "gold_ranks": [1, 3]}': r":1: gold_ranks: ranks must start at 1",
+        '{"question": "q"}': r":1: unrecognised row",
+    }
+    good = '{"prompt": "fine", "responses": ["a", "b"]}\n'
+    for i, (line, message) in enumerate(cases.items()):
+        path = tmp_path / f"tasks{i}.jsonl"
+        path.write_text(good + line + "\n")
+        with pytest.raises(DataError, match=message.replace(":1:", ":2:")):
+            read_tasks(str(path))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(good + "{not json\n")
+    with pytest.raises(DataError, match=r"broken\.jsonl:2"):
+        read_tasks(str(broken))
+
+
+def test_hh_rows_become_two_response_tasks_behind_a_notice(tmp_path):
+    path = tmp_path / "hh.jsonl"
+    path.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello!", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}) + "\n")
+    (t,), skipped = read_tasks(str(path))
+    assert t["responses"] == ["hello!", "go away"] and t["content_notice"] and skipped == 0
+
+
+def test_export_expands_rankings_into_pairs_the_reward_model_reads(store, tmp_path):
+    a, b, c = (store.add_user(n, "password123") for n in "abc")
+    store.add_tasks([task(1)])
+    for uid, ranks in ((a, [1, 2, 2]), (b, [1, 2, 3]), (c, [2, 1, 3])):
+        store.next_task(uid, overlap=3)
+        store.submit(uid, 1, ranks, f"r{uid}")
+    pairs, rankings = build_rows(store, "all")
+    # a: 0>1, 0>2 (1~2 tied, dropped); b: 0>1, 0>2, 1>2; c: 1>0, 1>2, 0>2
+    assert len(pairs) == 8 and len(rankings) == 3
+    assert {r["annotator"] for r in rankings} == {"a", "b", "c"}
+    majority, _ = build_rows(store, "majority")
+    summary = {(p["chosen"][0]["content"][-1], p["rejected"][0]["content"][-1]): p["agreement"] for p in majority}
+    assert summary == {("0", "1"): 2 / 3, ("0", "2"): 1.0, ("1", "2"): 2 / 3}
+    counts = export(store, tmp_path / "out", "all")
+    assert counts == {"pairs": 8, "rankings": 3}
+    groups = read_preferences(str(tmp_path / "out/pairs.jsonl"))
+    assert len(groups) == 8 and groups[0].prompt == [{"role": "user", "content": "question 1"}]
+    assert len(read_preferences(str(tmp_path / "out/rankings.jsonl"))) == 3
+    assert (tmp_path / "out/pairs/dataset_info.json").is_file()
+    assert store.audit_log()[-1].event == "export"
+
+
+def test_command_line_users_import_export(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    db, env = tmp_path / "cli.db", {**os.environ, "ANNOTATION_PASSWORD": "s3cret-pass", "PYTHONPATH": str(REPO)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "annotation_ui", "--db", str(db), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+
+    assert cli("users", "add", "lead", "--role", "admin").returncode == 0
+    assert "lead" in cli("users", "list").stdout and "admin" in cli("users", "list").stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "responses": ["a", "b"]}\n{"prompt": "q", "responses": ["a"]}\n')
+    proc = cli("import", str(bad))
+    assert proc.returncode == 2 and "bad.jsonl:2" in proc.stderr and "Traceback" not in proc.stderr
+    assert Store(str(db)).tasks() == []  # nothing half-imported
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "q", "responses": ["a", "b"], "domain": "code"}\n')
+    assert "imported 1 tasks" in cli("import", str(good)).stdout
+    assert "exported 0 pairs" in cli("export", str(tmp_path / "out")).stdout
+    assert cli("users", "add", "lead").returncode == 2  # a duplicate: one line, no traceback
