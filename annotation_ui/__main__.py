@@ -3,6 +3,7 @@
   users add NAME --role annotator|admin     (password read from $ANNOTATION_PASSWORD or asked)
   users list | users disable NAME | users enable NAME
   import FILE [--format auto|jsonl|hh] [--limit N]   (all or nothing)
+  generate PROMPTS --model runs/sft/default/model [--k 4] [--max_new_tokens 128]   (K sampled candidates per prompt)
   export OUT_DIR [--combine all|majority]
 
 The browser app (`serve`) is not built yet (issue #3).
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("file")
     imp.add_argument("--format", choices=["auto", "jsonl", "hh"], default="auto")
     imp.add_argument("--limit", type=int, default=None)
+    gen = sub.add_parser("generate")
+    gen.add_argument("prompts")
+    gen.add_argument("--model", default="runs/sft/default/model", help="model spec: SFT output, default, a folder")
+    gen.add_argument("--k", type=int, default=4)
+    gen.add_argument("--max_new_tokens", type=int, default=128)
+    gen.add_argument("--limit", type=int, default=None)
     exp = sub.add_parser("export")
     exp.add_argument("out_dir")
     exp.add_argument("--combine", choices=["all", "majority"], default="all")
@@ -62,6 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         tasks, skipped = read_tasks(args.file, args.format, args.limit)
         ids = store.add_tasks(tasks)
         print(f"imported {len(ids)} tasks from {args.file}" + (f" ({skipped} unpaired HH rows skipped)" if skipped else ""))
+    elif args.command == "generate":
+        from annotation_ui.tasks import generate_tasks
+
+        tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, limit=args.limit)
+        ids = store.add_tasks(tasks)
+        print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}")
     elif args.command == "export":
         from annotation_ui.export import export
 

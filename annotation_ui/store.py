@@ -61,11 +61,11 @@ class Task(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prompt: Mapped[list] = mapped_column(JSON)  # chat messages ending with a user turn
     responses: Mapped[list] = mapped_column(JSON)  # K ≥ 2 strings
-    model_ids: Mapped[list | None] = mapped_column(JSON, nullable=True)  # hidden from annotators
+    model_ids: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # hidden from annotators
     domain: Mapped[str] = mapped_column(String(32), default="general")
     source: Mapped[str] = mapped_column(String(256), default="")  # file:line it came from
     content_notice: Mapped[bool] = mapped_column(Boolean, default=False)  # e.g. HH red-teaming text
-    gold_ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # a gold task's known answer
+    gold_ranks: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # a gold task's known answer
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
 
 
@@ -88,8 +88,8 @@ class Label(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)  # 1, then 2, 3… for revisions
-    ranks: Mapped[list | None] = mapped_column(JSON, nullable=True)  # per response, original order; 1 = best
-    scores: Mapped[list | None] = mapped_column(JSON, nullable=True)  # optional 1–5 per response
+    ranks: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # per response, original order; 1 = best
+    scores: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # optional 1–5 per response
     flag: Mapped[str | None] = mapped_column(String(16), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -213,9 +213,14 @@ class Store:
             self.audit(s, "import", None, count=len(rows))
             return [r.id for r in rows]
 
-    def next_task(self, user_id: int, overlap: int, ttl_minutes: float = 30.0, rng=None) -> Handout | None:
+    def next_task(self, user_id: int, overlap: int, ttl_minutes: float = 30.0, gold_rate: float = 0.0,
+                  rng=None) -> Handout | None:
         """The user's open assignment, else a new one: a task this user never had, with fewer than
-        `overlap` live (open or done) assignments, oldest first. Expired ones go back to the pool."""
+        `overlap` live (open or done) assignments, oldest first. Expired ones go back to the pool.
+
+        With probability `gold_rate` the new task is a gold task (known answer) the user has not
+        had — gold tasks go to every annotator, outside the overlap; the annotator can't tell.
+        """
         rng = rng or secrets.SystemRandom()
         with self.session() as s:
             t = now()
@@ -226,13 +231,18 @@ class Store:
                 live = (select(Assignment.task_id, func.count().label("n"))
                         .where(Assignment.status.in_(("open", "done"))).group_by(Assignment.task_id).subquery())
                 had = select(Assignment.task_id).where(Assignment.user_id == user_id)
-                query = (select(Task).outerjoin(live, live.c.task_id == Task.id)
-                         .where(func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had)).order_by(Task.id).limit(1))
+                regular = (select(Task).outerjoin(live, live.c.task_id == Task.id)
+                           .where(Task.gold_ranks.is_(None), func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had))
+                           .order_by(Task.id).limit(1))
                 if not self.sqlite:
-                    query = query.with_for_update(of=Task, skip_locked=True)
-                task = s.scalar(query)
+                    regular = regular.with_for_update(of=Task, skip_locked=True)
+                task = s.scalar(regular)
                 if task is None:
-                    return None
+                    return None  # no regular work left: gold tasks alone would measure nothing
+                if gold_rate > 0 and rng.random() < gold_rate:
+                    gold = s.scalar(select(Task).where(Task.gold_ranks.is_not(None), Task.id.not_in(had))
+                                    .order_by(Task.id).limit(1))
+                    task = gold or task
                 order = list(range(len(task.responses)))
                 rng.shuffle(order)
                 mine = Assignment(task_id=task.id, user_id=user_id, order=order,
@@ -310,7 +320,8 @@ class Store:
             live = (select(Assignment.task_id, func.count().label("n"))
                     .where(Assignment.status.in_(("open", "done"))).group_by(Assignment.task_id).subquery())
             left = s.scalar(select(func.count()).select_from(Task).outerjoin(live, live.c.task_id == Task.id)
-                            .where(func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had))) or 0
+                            .where(Task.gold_ranks.is_(None), func.coalesce(live.c.n, 0) < overlap,
+                                   Task.id.not_in(had))) or 0
             return {"done": done, "left": left}
 
     def tasks(self) -> list[Task]:

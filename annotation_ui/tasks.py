@@ -77,3 +77,46 @@ def read_tasks(path: str, fmt: str = "auto", limit: int | None = None) -> tuple[
     if not tasks:
         raise DataError(f"{path}: no tasks")
     return tasks, skipped
+
+
+def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: int = 128, seed: int = 0,
+                   limit: int | None = None) -> list[dict]:
+    """K sampled candidates per prompt from a model folder (the SFT output or the default model).
+
+    Prompt rows: `{"prompt": str | [messages], "domain"?: str}`. Empty samples are drawn again
+    (up to 3 times); a prompt that still lacks K non-empty candidates is an error naming its line.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from common.generate import sample_replies
+    from common.models import load_model_and_tokenizer
+
+    if k < 2:
+        raise DataError(f"k must be at least 2, got {k}")
+    rows = []
+    for where, row in read_rows(prompts_path):
+        if "prompt" not in row:
+            raise DataError(f"{where}: missing field 'prompt'")
+        prompt = row["prompt"]
+        messages = [{"role": "user", "content": _text(prompt, where, "'prompt'")}] if isinstance(prompt, str) \
+            else check_messages(prompt, where, "prompt")
+        rows.append((where, messages, row.get("domain") or "general"))
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise DataError(f"{prompts_path}: no prompts")
+    torch.manual_seed(seed)
+    model, tokenizer = load_model_and_tokenizer(model_spec)
+    tasks = []
+    for where, messages, domain in tqdm(rows, desc=f"generating {k} candidates per prompt"):
+        replies = [r for r in sample_replies(model, tokenizer, messages, k, max_new_tokens) if r]
+        for _ in range(3):
+            if len(replies) >= k:
+                break
+            replies += [r for r in sample_replies(model, tokenizer, messages, k, max_new_tokens) if r]
+        if len(replies) < k:
+            raise DataError(f"{where}: the model gave fewer than {k} non-empty replies")
+        tasks.append({"prompt": messages, "responses": replies[:k], "model_ids": [model_spec] * k, "domain": domain,
+                      "source": where})
+    return tasks

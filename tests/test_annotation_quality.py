@@ -64,9 +64,9 @@ def test_report_from_a_store_separates_gold_tasks(tmp_path):
     prompt = [{"role": "user", "content": "q"}]
     store.add_tasks([{"prompt": prompt, "responses": ["x", "y"]},
                      {"prompt": prompt, "responses": ["g1", "g2"], "gold_ranks": [1, 2]}])
-    for uid, ranks in ((a, ([1, 2], [1, 2])), (b, ([1, 2], [2, 1]))):
-        for i, r in enumerate(ranks):
-            h = store.next_task(uid, overlap=2)
-            store.submit(uid, h.task_id, r, f"{uid}-{i}")
+    answers = {a: {1: [1, 2], 2: [1, 2]}, b: {1: [1, 2], 2: [2, 1]}}  # task 2 is the gold one
+    for uid in (a, b):
+        while (h := store.next_task(uid, overlap=2, gold_rate=1.0)) is not None:
+            store.submit(uid, h.task_id, answers[uid][h.task_id], f"{uid}-{h.task_id}")
     report = store_report(store)
     assert report["tasks"] == 1 and report["gold_accuracy"] == {"a": 1.0, "b": 0.0}

@@ -189,3 +189,31 @@ def test_command_line_users_import_export(tmp_path):
     assert "imported 1 tasks" in cli("import", str(good)).stdout
     assert "exported 0 pairs" in cli("export", str(tmp_path / "out")).stdout
     assert cli("users", "add", "lead").returncode == 2  # a duplicate: one line, no traceback
+
+
+def test_gold_tasks_are_mixed_in_at_the_rate_and_go_to_everyone(store):
+    import random
+
+    users = [store.add_user(f"g{i}", "password123") for i in range(3)]
+    gold = {"prompt": [{"role": "user", "content": "gold"}], "responses": ["good", "bad"], "gold_ranks": [1, 2]}
+    store.add_tasks([task(1), gold, task(3)])
+    for uid in users:  # rate 1: each annotator's first task is the gold one, whatever the overlap
+        assert store.next_task(uid, overlap=1, gold_rate=1.0).task_id == 2
+    never = store.add_user("never", "password123")
+    seen = set()
+    while (h := store.next_task(never, overlap=4, gold_rate=0.0, rng=random.Random(0))) is not None:
+        seen.add(h.task_id)
+        store.submit(never, h.task_id, [1] * len(h.responses), f"n{h.task_id}")
+    assert seen == {1, 3}  # rate 0: no gold task
+
+
+def test_generated_candidates_become_tasks(tiny_model_dir, tmp_path):
+    from annotation_ui.tasks import generate_tasks
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Say hi.", "domain": "general"}\n{"prompt": "你好吗？"}\n')
+    tasks = generate_tasks(str(tiny_model_dir), str(prompts), k=3, max_new_tokens=6)
+    assert len(tasks) == 2 and all(len(t["responses"]) == 3 and all(t["responses"]) for t in tasks)
+    assert tasks[0]["model_ids"] == [str(tiny_model_dir)] * 3 and tasks[1]["source"].endswith(":2")
+    with pytest.raises(DataError, match="k must be at least 2"):
+        generate_tasks(str(tiny_model_dir), str(prompts), k=1)
