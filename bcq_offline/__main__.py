@@ -28,7 +28,7 @@ from common.engines import ds_config
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
 from common.reward import load_reward_scorer
-from common.rewards.mixer import load_domains
+from common.rewards.mixer import RewardMixer, Sample, load_domains
 from common.runs import FINAL, check_run_dir, open_run_dir, run_dir_for
 from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
 
@@ -48,13 +48,8 @@ def build(cfg: BCQStageConfig, run_dir: Path):
             raise DataError(f"{r.where}: unknown domain '{r.domain}' (known: {', '.join(sorted(domains))})")
     records = drop_long_prompts(records, tokenizer, cfg.max_prompt_tokens)
     scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
-    if cfg.reward_source == "reward_model":
-        scores = []
-        for start in tqdm(range(0, len(records), 32), desc="re-scoring with the reward model", disable=not distributed.is_main_process()):
-            part = records[start : start + 32]
-            scores += scorer([r.prompt for r in part], [r.response for r in part], normalize=True).tolist()
-        for r, s in zip(records, scores):
-            r.reward = s
+    if cfg.reward_source in ("reward_model", "mixer"):
+        recompute_rewards(records, cfg.reward_source, scorer, domains, tokenizer)
     train, held_out = split_by_prompt(records, cfg.eval_fraction, cfg.seed)
     if len(train) < cfg.batch_size:
         raise DataError(f"only {len(train)} training records (batch_size {cfg.batch_size})")
@@ -79,6 +74,33 @@ def build(cfg: BCQStageConfig, run_dir: Path):
         ds = ds_config(cfg.deepspeed, cfg.batch_size // distributed.world_size(), cfg.max_grad_norm, bf16,
                        lm.config.hidden_size)
     return BCQTrainer(cfg, model, tokenizer, ds), train, held_out, scorer, domains, behaviour_nll, g_spec
+
+
+def recompute_rewards(records, source: str, scorer, domains, tokenizer) -> None:
+    """In place: the reward model's normalized score, or the per-domain mixed reward (accuracy = that
+    score when a reward model is given, else the logged reward; diversity across a prompt's logged
+    responses; efficiency against the domain's token budget)."""
+    scores = None
+    if scorer is not None:
+        scores = []
+        for start in tqdm(range(0, len(records), 32), desc="scoring with the reward model",
+                          disable=not distributed.is_main_process()):
+            part = records[start : start + 32]
+            scores += scorer([r.prompt for r in part], [r.response for r in part], normalize=True).tolist()
+    if source == "reward_model":
+        for r, s in zip(records, scores):
+            r.reward = s
+        return
+    groups: dict[str, int] = {}
+    samples = [
+        Sample(response=r.response, domain=r.domain, group=groups.setdefault(repr(r.prompt), len(groups)),
+               n_tokens=len(tokenizer(r.response, add_special_tokens=False)["input_ids"]),
+               rm_score=scores[i] if scores is not None else r.reward)
+        for i, r in enumerate(records)
+    ]
+    mixed, _ = RewardMixer(domains)(samples)
+    for r, m in zip(records, mixed.tolist()):
+        r.reward = m
 
 
 def check_processes(cfg: BCQStageConfig) -> None:

@@ -49,8 +49,10 @@ class BCQStageConfig(RunOptions):
 
     # --- data and rewards
     data: list[LoggedSource] = param([], help="logged responses")
-    reward_source: Literal["data", "reward_model"] = param(
-        "data", help="the rewards in the rows, or re-scored by reward_model (normalized by its saved statistics)"
+    reward_source: Literal["data", "reward_model", "mixer"] = param(
+        "data",
+        help="the rewards in the rows; re-scored by reward_model (normalized by its saved statistics); or recomputed "
+        "with the per-domain mixer (accuracy = the reward model's score if reward_model is set, else the row's reward)",
     )
     reward_model: str | None = param(None, help="reward model folder (re-scoring and evaluation)")
     domains_dir: str = param("configs/domains", help="per-domain reward configs (the mixed reward in evaluation)")

@@ -101,3 +101,19 @@ def test_behaviour_cloning_makes_g_part_of_the_saved_model(tiny_model_dir, tmp_p
     assert meta["base"] == str((run / "behaviour_model").resolve())
     model, _, _ = load_bcq(run / "model")  # G rebuilt from the cloned weights
     assert model.q_head.weight.shape[0] == model.lm.get_output_embeddings().weight.shape[0]
+
+
+def test_rewards_recomputed_with_the_domain_mixer():
+    from bcq_offline.__main__ import recompute_rewards
+    from bcq_offline.data import LoggedResponse
+    from common.models import load_tokenizer
+    from common.rewards.mixer import load_domains
+
+    prompt = [{"role": "user", "content": "q"}]
+    records = [LoggedResponse(prompt, "good answer here", 1.0), LoggedResponse(prompt, "bad answer here", -1.0),
+               LoggedResponse(prompt, "bad answer here", -1.0)]
+    recompute_rewards(records, "mixer", None, load_domains(REPO / "configs/domains"), load_tokenizer("tiny-random"))
+    rewards = [r.reward for r in records]
+    # same lengths and diversity: the accuracy component (the logged reward) decides, at weight 0.6
+    assert rewards[0] > rewards[1] == rewards[2]
+    assert rewards[0] - rewards[1] == pytest.approx(0.6 * (2 / 0.9428), rel=1e-3)  # z-scores of (1, −1, −1)
