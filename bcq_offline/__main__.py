@@ -20,17 +20,17 @@ from bcq_offline.saving import load_bcq, save_bcq
 from bcq_offline.behaviour import clone_behaviour
 from bcq_offline.trainer import BCQTrainer, encode_records
 from common import distributed
-from common.checkpoints import read_checkpoint, resume_point, write_checkpoint
+from common.checkpoints import claim_run_dir, read_checkpoint, resume, write_checkpoint
 from common.cli import run_stage
-from common.config import ConfigError, parse_args, to_dict
+from common.config import parse_args, to_dict
 from common.data import DataError, batch_for_step
-from common.engines import ds_config
+from common.engines import check_processes, ds_config
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, Sample, load_domains
-from common.runs import FINAL, check_run_dir, open_run_dir, run_dir_for
-from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
+from common.runs import FINAL, open_run_dir
+from common.tracking import append_metrics, finish_wandb, start_wandb
 
 log = logging.getLogger("bcq_offline")
 BEHAVIOUR = "behaviour_model"  # <run>/behaviour_model/: G after behaviour cloning
@@ -103,14 +103,6 @@ def recompute_rewards(records, source: str, scorer, domains, tokenizer) -> None:
         r.reward = m
 
 
-def check_processes(cfg: BCQStageConfig) -> None:
-    world = distributed.world_size()
-    if world > 1 and not cfg.deepspeed:
-        raise ConfigError(f"{world} processes need a DeepSpeed config: --deepspeed configs/deepspeed/zero2.json (or DS=zero2 with make)")
-    if cfg.batch_size % world:
-        raise ConfigError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes ({world})")
-
-
 def save_checkpoint(run_dir: Path, step: int, trainer: BCQTrainer, keep: int) -> None:
     def parts(tmp: Path) -> None:
         trainer.q.save(tmp, "q")
@@ -129,13 +121,9 @@ def load_checkpoint(folder: Path, trainer: BCQTrainer) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(BCQStageConfig, argv, prog="python -m bcq_offline")
-    check_processes(cfg)
-    distributed.init()
+    check_processes(cfg, ("batch_size",))
+    run_dir = claim_run_dir(cfg)
     main_rank = distributed.is_main_process()
-    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
-    if main_rank:
-        check_run_dir(run_dir, cfg.overwrite)
-    distributed.barrier()
     set_seed(cfg.seed)
     trainer, train, held_out, scorer, domains, behaviour_nll, g_spec = build(cfg, run_dir)
     if main_rank:
@@ -145,13 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             (run_dir / "behaviour.json").write_text(json.dumps({"response_nll": behaviour_nll}))
     distributed.barrier()
 
-    start = 0
-    checkpoint = resume_point(cfg.resume, run_dir)
-    if checkpoint is not None:
-        start = load_checkpoint(checkpoint, trainer)
-        if main_rank:
-            truncate_metrics(run_dir, start)
-        log.info("resumed from %s", checkpoint)
+    start = resume(cfg, run_dir, lambda checkpoint: load_checkpoint(checkpoint, trainer))
     wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
 
     rank, world = distributed.rank(), distributed.world_size()

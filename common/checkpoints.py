@@ -8,6 +8,7 @@ Older checkpoints beyond `keep` are deleted. `resume_point` resolves the `resume
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import shutil
@@ -21,6 +22,7 @@ from common import distributed
 from common.config import ConfigError
 
 CHECKPOINTS = "checkpoints"
+log = logging.getLogger(__name__)
 
 
 def write_checkpoint(run_dir: Path, step: int, keep: int, write_parts: Callable[[Path], None], state: dict) -> Path:
@@ -83,3 +85,31 @@ def resume_point(resume: str, run_dir: Path) -> Path | None:
     if not Path(resume).is_dir():
         raise ConfigError(f"resume: no checkpoint folder at {resume}")
     return Path(resume)
+
+
+def claim_run_dir(cfg) -> Path:
+    """Join the process group and check the run folder (rank 0; `overwrite` starts afresh) before
+    anything is built; every rank gets the folder's path."""
+    from common.runs import check_run_dir, run_dir_for
+
+    distributed.init()
+    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
+    if distributed.is_main_process():
+        check_run_dir(run_dir, cfg.overwrite)
+    distributed.barrier()
+    return run_dir
+
+
+def resume(cfg, run_dir: Path, load: Callable[[Path], int]) -> int:
+    """The step to start from: 0, or the one `load(checkpoint)` restores (per `cfg.resume`); the
+    metrics file is cut back to it so a resumed run's log has no duplicate steps."""
+    from common.tracking import truncate_metrics
+
+    checkpoint = resume_point(cfg.resume, run_dir)
+    if checkpoint is None:
+        return 0
+    start = load(checkpoint)
+    if distributed.is_main_process():
+        truncate_metrics(run_dir, start)
+    log.info("resumed from %s", checkpoint)
+    return start

@@ -10,18 +10,18 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import set_seed
 
-from common.checkpoints import resume_point
+from common.checkpoints import claim_run_dir, resume
 from common.cli import run_stage
 from common import distributed
-from common.config import ConfigError, parse_args, to_dict
-from common.engines import ds_config, inference_module
+from common.config import parse_args, to_dict
+from common.engines import check_processes, ds_config, inference_module
 from common.data import DataError, batch_for_step
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, load_domains
-from common.runs import FINAL, check_run_dir, open_run_dir, publish, run_dir_for
-from common.tracking import append_metrics, finish_wandb, start_wandb, truncate_metrics
+from common.runs import FINAL, open_run_dir, publish
+from common.tracking import append_metrics, finish_wandb, start_wandb
 from common.training import record_adapter_base
 from ppo.config import PPOStageConfig
 from ppo.data import drop_long_prompts, load_prompts
@@ -57,17 +57,6 @@ def build(cfg: PPOStageConfig):
     return PPOTrainer(cfg, policy, tokenizer, critic, reward, ds), prompts, mixer, reward
 
 
-def check_processes(cfg: PPOStageConfig) -> None:
-    world = distributed.world_size()
-    if world == 1:
-        return
-    if not cfg.deepspeed:
-        raise ConfigError(f"{world} processes need a DeepSpeed config: --deepspeed configs/deepspeed/zero2.json (or DS=zero2 with make)")
-    for key in ("prompts_per_step", "mini_batch_size"):
-        if getattr(cfg, key) % world:
-            raise ConfigError(f"{key} ({getattr(cfg, key)}) must be a multiple of the number of processes ({world})")
-
-
 def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path:
     """The trained policy as model/: a LoRA adapter naming its base, or full weights.
     Every rank calls this (ZeRO-3 gathers the weights); rank 0 writes."""
@@ -88,26 +77,15 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
-    check_processes(cfg)
-    distributed.init()
+    check_processes(cfg, ("prompts_per_step", "mini_batch_size"))
+    run_dir = claim_run_dir(cfg)
     main_rank = distributed.is_main_process()
-    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
-    if main_rank:
-        check_run_dir(run_dir, cfg.overwrite)
-    distributed.barrier()
     set_seed(cfg.seed + distributed.rank())  # each rank samples differently
     trainer, prompts, mixer, reward = build(cfg)
     if main_rank:
         open_run_dir(run_dir, cfg)
     distributed.barrier()
-
-    start = 0
-    checkpoint = resume_point(cfg.resume, run_dir)
-    if checkpoint is not None:
-        start = load_checkpoint(checkpoint, trainer, mixer)
-        if main_rank:
-            truncate_metrics(run_dir, start)
-        log.info("resumed from %s", checkpoint)
+    start = resume(cfg, run_dir, lambda checkpoint: load_checkpoint(checkpoint, trainer, mixer))
     wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
 
     rank, world = distributed.rank(), distributed.world_size()

@@ -73,3 +73,15 @@ def test_value_head_on_the_policy_runs_and_checkpoints_without_a_critic(tiny_mod
     assert (ckpt / "actor.pt").is_file() and not (ckpt / "critic.pt").exists()
     actor = torch.load(ckpt / "actor.pt", weights_only=False)["module"]
     assert {"value_head.weight", "value_head.bias"} <= set(actor)
+
+
+def test_several_processes_need_deepspeed_and_divisible_batches(monkeypatch, tmp_path):
+    from common.config import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="2 processes need a DeepSpeed config"):
+        main(["--config", TINY, "--output_root", str(tmp_path)])
+    with pytest.raises(ConfigError, match=r"prompts_per_step \(3\) must be a multiple of the number of processes \(2\)"):
+        main(["--config", TINY, "--output_root", str(tmp_path), "--deepspeed", "configs/deepspeed/zero2.json",
+              "--prompts_per_step", "3", "--mini_batch_size", "2"])
+    assert not tmp_path.joinpath("tiny").exists()  # refused before anything was written
