@@ -63,3 +63,13 @@ def assert_same_metrics(run_a: Path, run_b: Path, steps: int, abs_tol: float = 1
         for key in ra:
             if key not in TIMINGS:
                 assert rb[key] == pytest.approx(ra[key], abs=abs_tol), (ra["step"], key)
+
+
+def run_killed_at_step(module: str, step: int, args: list[str]) -> None:
+    """`python -m MODULE ARGS` in a subprocess that SIGKILLs itself after training step `step`
+    (tests/helpers/killed_at_step.py); asserts it really died of the kill."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), module, str(step), *args],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]

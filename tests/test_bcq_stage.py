@@ -17,7 +17,7 @@ from bcq_offline.saving import load_bcq
 from common.data import DataError
 from common.tracking import read_metrics
 
-from conftest import REPO, assert_same_metrics
+from conftest import REPO, assert_same_metrics, run_killed_at_step
 
 TINY = str(REPO / "configs/bcq_offline/tiny.yaml")
 DATA = f"[{{path: {REPO}/data/samples/logged_responses.jsonl}}]"
@@ -82,11 +82,7 @@ def test_rank_and_score_mappings(tmp_path):
 def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
     main(args(tiny_model_dir, tmp_path / "a"))
     args_b = args(tiny_model_dir, tmp_path / "b")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "bcq_offline", "5", *args_b],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_killed_at_step("bcq_offline", 5, args_b)
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)  # resumes from step-4
     assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)

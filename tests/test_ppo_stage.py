@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from common.models import load_model_and_tokenizer
 from common.tracking import read_metrics
 from ppo.__main__ import main
 
-from conftest import REPO, assert_same_metrics
+from conftest import REPO, assert_same_metrics, run_killed_at_step
 
 TINY = str(REPO / "configs/ppo/tiny.yaml")
 REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
@@ -55,11 +52,7 @@ def test_bad_prompt_row_names_file_and_line(tiny_model_dir, tmp_path):
 def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
     main(args(tiny_model_dir, tmp_path / "a"))
     args_b = args(tiny_model_dir, tmp_path / "b")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "ppo", "5", *args_b],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_killed_at_step("ppo", 5, args_b)
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)  # resumes from step-4
     assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from common.reward import load_reward_scorer
 from common.tracking import read_metrics
 from reward_model.__main__ import main
 
-from conftest import REPO, make_two_processes
+from conftest import REPO, make_two_processes, run_killed_at_step
 
 TINY = str(REPO / "configs/reward_model/tiny.yaml")
 SAMPLES = str(REPO / "data/samples/preferences.jsonl")
@@ -112,11 +111,7 @@ def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_pa
     common = ["--max_steps", "12", "--save_steps", "4", "--eval_steps", "12", "--logging_steps", "1"]
     main(rm_args(tiny_model_dir, tmp_path / "a", *common))
     args_b = rm_args(tiny_model_dir, tmp_path / "b", *common)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "reward_model", "10", *args_b],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_killed_at_step("reward_model", 10, args_b)
     assert not (tmp_path / "b/tiny/model").exists()
     main(args_b)
     a, b = summary(tmp_path / "a/tiny"), summary(tmp_path / "b/tiny")

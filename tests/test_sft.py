@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from sft import data as sft_data
 from sft.__main__ import main
 from sft.config import SFTStageConfig
 
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, run_killed_at_step
 
 TINY = str(REPO / "configs/sft/tiny.yaml")
 SAMPLES = str(REPO / "data/samples/sft_chat.jsonl")
@@ -185,12 +184,7 @@ def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_pa
     straight = run_tiny(tiny_model_dir, tmp_path / "a", *common[2:])
 
     killed_args = tiny_args(tiny_model_dir, tmp_path / "b", *common)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests/helpers/killed_at_step.py"), "sft", "10", *killed_args],
-        cwd=REPO, env=env, capture_output=True, text=True,
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
+    run_killed_at_step("sft", 10, killed_args)
     run_b = tmp_path / "b/tiny"
     assert not (run_b / "model").exists(), "a killed run must not leave a final model"
     assert sorted(p.name for p in (run_b / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
