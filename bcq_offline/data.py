@@ -20,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from common.data import DataError, Message, check_messages
+from common.data import DataError, Message, parse_prompt
 from common.hygiene import mix_by_weight, split_indices
 from common.preferences import UnpairedDialoguesError, detect_preference_format, read_rows, row_to_group
 
@@ -49,17 +49,6 @@ def rank_reward(rank: int, ranks: list[int]) -> float:
 def score_reward(score: float) -> float:
     """An absolute 1–5 score → (score − 3) / 2 ∈ [−1, 1]."""
     return (score - 3.0) / 2.0
-
-
-def _prompt(value, where: str) -> list[Message]:
-    if isinstance(value, str):
-        if not value.strip():
-            raise DataError(f"{where}: 'prompt' is empty")
-        return [{"role": "user", "content": value}]
-    messages = check_messages(value, where, "prompt")
-    if messages[-1]["role"] != "user":
-        raise DataError(f"{where}: a chat 'prompt' must end with a user message")
-    return messages
 
 
 def _reward(row: dict, key: str, where: str) -> float:
@@ -96,7 +85,7 @@ def row_to_records(row: dict, fmt: str, where: str) -> list[LoggedResponse]:
         domain = row.get("domain") or "general"
         if not isinstance(domain, str):
             raise DataError(f"{where}: 'domain' must be a string")
-        return [LoggedResponse(_prompt(row["prompt"], where), row["response"], _reward(row, key, where), domain, where)]
+        return [LoggedResponse(parse_prompt(row["prompt"], where), row["response"], _reward(row, key, where), domain, where)]
     group = row_to_group(row, "auto", where)
     rewards = (
         [score_reward(s) for s in group.scores] if group.scores is not None

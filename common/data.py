@@ -95,6 +95,18 @@ def _as_messages(value: Any, role: str, where: str, field: str) -> list[Message]
     return check_messages(value, where, field)
 
 
+def parse_prompt(value: Any, where: str) -> list[Message]:
+    """A row's `prompt`: text (one user turn) or chat messages ending with a user turn."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"{where}: 'prompt' is empty")
+        return [{"role": "user", "content": value}]
+    messages = check_messages(value, where, "prompt")
+    if messages[-1]["role"] != "user":
+        raise DataError(f"{where}: a chat 'prompt' must end with a user message")
+    return messages
+
+
 def require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
     for key in keys:
         if key not in row:

@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from common.data import DataError, Message, check_messages, parse_hh_dialogue, require, unrecognised
+from common.data import DataError, Message, parse_hh_dialogue, parse_prompt, require, unrecognised
 from common.hygiene import mix_by_weight
 from common.preferences import read_rows
 from ppo.config import PPOStageConfig
@@ -38,15 +38,7 @@ def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str]) -> Prompt:
         first = parse_hh_dialogue(row["chosen"], where)[0]
         return Prompt([first], row.get("domain") or "general", None, where)
     require(row, ("prompt",), where)
-    prompt = row["prompt"]
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(f"{where}: 'prompt' is empty")
-        messages = [{"role": "user", "content": prompt}]
-    else:
-        messages = check_messages(prompt, where, "prompt")
-        if messages[-1]["role"] != "user":
-            raise DataError(f"{where}: a chat 'prompt' must end with a user message")
+    messages = parse_prompt(row["prompt"], where)
     domain = row.get("domain") or "general"
     if domain not in domains:
         raise DataError(f"{where}: unknown domain '{domain}' (known: {', '.join(sorted(domains))})")

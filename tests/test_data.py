@@ -76,3 +76,15 @@ def test_shared_hh_file_reads(repo):
     rows = read_chats(repo.parent / "shared/data/hh-rlhf/harmless-base-1500.jsonl.gz", "hh")
     assert len(rows) == 1500
     assert all(m[-1]["role"] == "assistant" for _, m in rows)
+
+
+def test_parse_prompt_text_or_chat_ending_with_a_user_turn():
+    from common.data import parse_prompt
+
+    assert parse_prompt("hi", "f:1") == [{"role": "user", "content": "hi"}]
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert parse_prompt(chat, "f:2") == chat
+    with pytest.raises(DataError, match=r"f:3: 'prompt' is empty"):
+        parse_prompt("  ", "f:3")
+    with pytest.raises(DataError, match=r"f:4: a chat 'prompt' must end with a user message"):
+        parse_prompt([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "f:4")
