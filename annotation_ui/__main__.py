@@ -5,8 +5,11 @@
   import FILE [--format auto|jsonl|hh] [--limit N]   (all or nothing)
   generate PROMPTS --model runs/sft/default/model [--k 4] [--max_new_tokens 128]   (K sampled candidates per prompt)
   export OUT_DIR [--combine all|majority]
+  serve [--config configs/annotation/default.yaml] [--host H] [--port P] [--KEY VALUE …]
+        (the browser app; any AnnotationConfig field can be overridden, e.g. --overlap 3)
 
-The browser app (`serve`) is not built yet (issue #3).
+--db (before the command) names the SQLite file or database URL; for `serve` it overrides the
+config's `db`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ DEFAULT_DB = "runs/annotation/labels.db"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation_ui", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default=DEFAULT_DB, help="SQLite file or database URL (postgresql://…)")
+    parser.add_argument("--db", default=None, help=f"SQLite file or database URL (postgresql+psycopg://…); default {DEFAULT_DB}")
     sub = parser.add_subparsers(dest="command", required=True)
     users = sub.add_parser("users").add_subparsers(dest="action", required=True)
     add = users.add_parser("add")
@@ -45,7 +48,27 @@ def main(argv: list[str] | None = None) -> None:
     exp = sub.add_parser("export")
     exp.add_argument("out_dir")
     exp.add_argument("--combine", choices=["all", "majority"], default="all")
-    args = parser.parse_args(argv)
+    sub.add_parser("serve", help="start the labelling app", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "serve":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    if args.command == "serve":
+        from annotation_ui.app import serve as start
+        from annotation_ui.config import AnnotationConfig
+        from common.config import parse_args
+
+        if "--config" not in rest:
+            rest = ["--config", "configs/annotation/default.yaml", *rest]
+        if args.db:
+            rest += ["--db", args.db]
+        cfg = parse_args(AnnotationConfig, rest, prog="python -m annotation_ui serve")
+        if "://" not in cfg.db:
+            os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
+        print(f"annotation app on http://{cfg.host}:{cfg.port}{cfg.root_path}  (database: {cfg.db})", flush=True)
+        start(cfg)
+        return
+    args.db = args.db or DEFAULT_DB
 
     from annotation_ui.store import Store
 

@@ -14,6 +14,7 @@ from common.data import DataError, check_messages
 from common.preferences import UnpairedDialoguesError, read_rows, row_to_group
 
 MAX_CHARS = 20_000  # per prompt message or response: longer text is refused, not truncated
+MAX_RESPONSES = 8  # K per task; the page shows responses A–H
 
 
 def _text(value, where: str, what: str) -> str:
@@ -44,6 +45,8 @@ def row_to_task(row: dict, where: str, fmt: str = "auto") -> dict:
     responses = row["responses"]
     if not isinstance(responses, list) or len(responses) < 2:
         raise DataError(f"{where}: 'responses' must be a list of at least 2 (K ≥ 2)")
+    if len(responses) > MAX_RESPONSES:
+        raise DataError(f"{where}: {len(responses)} responses; at most {MAX_RESPONSES} per task")
     responses = [_text(r, where, f"response {i + 1}") for i, r in enumerate(responses)]
     k = len(responses)
     model_ids = row.get("model_ids")
@@ -92,8 +95,8 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
     from common.generate import sample_replies
     from common.models import load_model_and_tokenizer
 
-    if k < 2:
-        raise DataError(f"k must be at least 2, got {k}")
+    if not 2 <= k <= MAX_RESPONSES:
+        raise DataError(f"k must be from 2 to {MAX_RESPONSES}, got {k}")
     rows = []
     for where, row in read_rows(prompts_path):
         if "prompt" not in row:

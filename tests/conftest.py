@@ -32,6 +32,16 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the whole test session (Debian's package; see helpers/postgres.py)."""
+    from helpers.postgres import PostgresServer
+
+    server = PostgresServer(free_port()).start()
+    yield server
+    server.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""The annotation database (SQLite here): users, import, assignment with overlap, labels with
+"""The annotation database (SQLite and PostgreSQL): users, import, assignment with overlap, labels with
 revisions, idempotent submits under concurrency, expiry, audit, and the preference export."""
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ def task(i: int, k: int = 3) -> dict:
             "model_ids": [f"m{j}" for j in range(k)], "domain": "general", "source": f"t:{i}"}
 
 
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(str(tmp_path / "labels.db"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> Store:
+    """Every storage test runs on both real stores: a SQLite file and a PostgreSQL server."""
+    if request.param == "sqlite":
+        return Store(str(tmp_path / "labels.db"))
+    return Store(request.getfixturevalue("postgres").new_database())
 
 
 def test_users_are_hashed_and_checked(store):
@@ -122,6 +125,8 @@ def test_bad_task_files_name_the_line_and_import_nothing(tmp_path):
         '{"prompt": "q", "responses": ["a", "' + "x" * 20001 + '"]}': r":1: response 2 is 20001 characters",
         '{"prompt": "q", "responses": ["a", "b"], "gold_ranks": [1, 3]}': r":1: gold_ranks: ranks must start at 1",
         '{"question": "q"}': r":1: unrecognised row",
+        '{"prompt": "q", "responses": ' + str([f"r{j}" for j in range(9)]).replace("'", '"') + '}': r":1: 9 responses; at most 8",
+        '{"prompt": "", "responses": ["a", "b"]}': r":1: 'prompt' must be a non-empty string",
     }
     good = '{"prompt": "fine", "responses": ["a", "b"]}\n'
     for i, (line, message) in enumerate(cases.items()):
@@ -215,5 +220,5 @@ def test_generated_candidates_become_tasks(tiny_model_dir, tmp_path):
     tasks = generate_tasks(str(tiny_model_dir), str(prompts), k=3, max_new_tokens=6)
     assert len(tasks) == 2 and all(len(t["responses"]) == 3 and all(t["responses"]) for t in tasks)
     assert tasks[0]["model_ids"] == [str(tiny_model_dir)] * 3 and tasks[1]["source"].endswith(":2")
-    with pytest.raises(DataError, match="k must be at least 2"):
+    with pytest.raises(DataError, match="k must be from 2 to 8"):
         generate_tasks(str(tiny_model_dir), str(prompts), k=1)
