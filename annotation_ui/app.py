@@ -37,7 +37,9 @@ SHORTCUTS_JS = """
 <script>
 (() => {
   let current = 0;
-  const slots = () => [...document.querySelectorAll('.rk-slot')].filter(e => e.offsetParent !== null);
+  // Gradio puts a Group's class on an outer and an inner element: keep the outer ones
+  const slots = () => [...document.querySelectorAll('.rk-slot')]
+    .filter(e => e.offsetParent !== null && !e.parentElement.closest('.rk-slot'));
   const mark = () => slots().forEach((s, i) => s.classList.toggle('rk-active', i === current));
   document.addEventListener('keydown', (ev) => {
     const el = ev.target, tag = (el.tagName || '').toLowerCase();
@@ -341,7 +343,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
             return {status_md: "❌ " + t("error", lg, message=safe_markdown(str(err))), lang: lg, view: v,
                     **header(lg, request.username)}
 
-        def on_submit(lg: str, v, *values, request: gr.Request):
+        def on_submit(lg: str, v, request: gr.Request, *values):  # Gradio inserts the request by position
             if v is None:
                 return {status_md: t("no_tasks", lg)}
             k = v["k"]
