@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft rm ppo bcq bench bench-ppo default-model clean-runs
+.PHONY: setup test sft rm ppo bcq annotate bench bench-ppo bench-annotation default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -69,12 +69,21 @@ ifeq ($(CONFIG),)
 endif
 	$(call launch,bcq_offline,configs/bcq_offline/default.yaml)
 
+# The labelling app (Gradio) on http://127.0.0.1:7860; add users first:
+#   ANNOTATION_PASSWORD=… .venv/bin/python -m annotation_ui users add NAME --role admin
+annotate: $(VENV)/.installed
+	$(PYTHON) -m annotation_ui serve --config $(or $(CONFIG),configs/annotation/default.yaml) $(ARGS)
+
 bench: $(VENV)/.installed
 	$(PYTHON) bench/precision.py
 
 # PPO against TRL 1.9.2 (its own venv under .cache/bench, made on first use); minutes
 bench-ppo: $(VENV)/.installed
 	$(PYTHON) bench/ppo_speed.py $(ARGS)
+
+# 50 simulated annotators against a real server for 60 s (+ a closed-loop ceiling run)
+bench-annotation: $(VENV)/.installed
+	$(PYTHON) bench/annotation_load.py $(ARGS)
 
 clean-runs:
 	rm -rf runs
