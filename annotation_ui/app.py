@@ -349,6 +349,8 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 return {status_md: t("no_tasks", lg)}
             k = v["k"]
             rank_values, score_values = list(values[:k]), list(values[MAX_RESPONSES:MAX_RESPONSES + k])
+            if any(r is None for r in rank_values):
+                return failed(lg, v, request, ValueError(t("need_ranks", lg)))
             try:
                 res = service.submit(request.username, v["task_id"], rank_values, v["request_id"],
                                      score_values if cfg.scores else None)

@@ -356,7 +356,7 @@ class Store:
         return list(latest.values())
 
     def progress(self, user_id: int, overlap: int) -> dict[str, int]:
-        """done = tasks this user labelled; left = tasks they could still be given."""
+        """done = tasks this user labelled; left = their open task + tasks they could still be given."""
         with self.session(write=False) as s:
             done = s.scalar(select(func.count(func.distinct(Label.task_id))).where(Label.user_id == user_id)) or 0
             had = select(Assignment.task_id).where(Assignment.user_id == user_id)
@@ -365,7 +365,9 @@ class Store:
             left = s.scalar(select(func.count()).select_from(Task).outerjoin(live, live.c.task_id == Task.id)
                             .where(Task.gold_ranks.is_(None), func.coalesce(live.c.n, 0) < overlap,
                                    Task.id.not_in(had))) or 0
-            return {"done": done, "left": left}
+            current = s.scalar(select(func.count()).select_from(Assignment)
+                               .where(Assignment.user_id == user_id, Assignment.status == "open")) or 0
+            return {"done": done, "left": left + current}
 
     def overview(self) -> dict:
         """Admin figures: tasks, labels, and per annotator done / skipped / flagged / open."""

@@ -188,8 +188,9 @@ def annotate(url: str, name: str, acks: list, errors: list, stop_at: float, rese
         errors.append(err)
 
 
-def test_many_annotators_at_once_every_acknowledged_label_stored_once(tmp_path):
-    db = str(tmp_path / "labels.db")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_many_annotators_at_once_every_acknowledged_label_stored_once(backend, tmp_path, request):
+    db = str(tmp_path / "labels.db") if backend == "sqlite" else request.getfixturevalue("postgres").new_database()
     names = [f"ann{i}" for i in range(20)]
     seed(db, names, [], [task(i) for i in range(40)])
     port = free_port()

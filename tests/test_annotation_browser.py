@@ -107,7 +107,10 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         # alice, by mouse: A best, B and C tied
         p1, r = alice.prompt(), alice.responses()
         assert task_of(p1) == 1 and len(r) == 3
-        alice.click_rank(0, 1), alice.click_rank(1, 2), alice.click_rank(2, 2)
+        alice.click_rank(0, 1)
+        alice.page.locator("#rk-submit").click()  # not every response ranked yet: refused, nothing saved
+        alice.wait_status("give every response a rank first")
+        alice.click_rank(1, 2), alice.click_rank(2, 2)
         alice.page.locator("#rk-submit").click()
         alice.wait_status("Saved")
         expected.update([("question 1", r[0], r[1]), ("question 1", r[0], r[2])])
@@ -174,6 +177,20 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         got = Counter((r["prompt"][-1]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows)
         assert got == expected  # every vote of the latest labels, nothing else (bob's first vote is gone)
         assert ("question 1", rb[2], rb[0]) not in got
+        # the admin loads tasks from the Admin tab: a bad file is refused naming its line, a good one lands
+        bad, good = tmp_path / "bad.jsonl", tmp_path / "more.jsonl"
+        bad.write_text('{"prompt": "q", "responses": ["a", "b"]}\n{"prompt": "q", "responses": ["only one"]}\n')
+        good.write_text('{"prompt": "new question", "responses": ["x", "y"], "domain": "legal"}\n')
+        for path, message in [(bad, "bad.jsonl:2"), (good, "Imported 1 tasks")]:
+            upload = admin.page.locator("#rk-import-file")
+            if upload.locator("button[aria-label='Clear']").count():
+                upload.locator("button[aria-label='Clear']").click()
+            with admin.page.expect_file_chooser() as chooser:
+                upload.locator("button.upload-container").click()
+            chooser.value.set_files(str(path))
+            upload.filter(has_text=path.name).wait_for(timeout=30_000)
+            admin.page.locator("#rk-import").click()
+            admin.page.locator("#rk-import-result").filter(has_text=message).wait_for(timeout=30_000)
         assert not admin.dialogs and not admin.errors
     finally:
         stop(proc)
@@ -184,6 +201,7 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
     assert {"login", "submit", "revise", "skip", "flag", "export"} <= events
     flagged = [lab for lab in store.labels() if lab.flag]
     assert [(f.flag, f.note) for f in flagged] == [("broken", "the answers are cut off")]
+    assert [t.domain for t in store.tasks()] == ["general"] * 4 + ["legal"]  # the bad upload added nothing
 
 
 PAYLOADS = [
