@@ -20,7 +20,10 @@ import gc
 import json
 import math
 import re
+import shutil
+import tempfile
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import gradio as gr
 
@@ -87,8 +90,6 @@ def _fmt(x) -> str:
 
 
 def _guidelines(cfg: AnnotationConfig, domain: str, lang: str) -> str:
-    from pathlib import Path
-
     folder = Path(cfg.guidelines_dir)
     for name in (f"{domain}.{lang}.md", f"{domain}.en.md", f"general.{lang}.md", "general.en.md"):
         if (folder / name).is_file():
@@ -419,8 +420,11 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 out, counts = service.export(request.username, how or "all")
             except StoreError as err:
                 return {export_md: "❌ " + safe_markdown(str(err)), export_files: None}
-            return {export_md: t("exported", lg, path=str(out), **counts),
-                    export_files: [str(out / "pairs.jsonl"), str(out / "rankings.jsonl")]}
+            # downloads are served from copies in a fresh temporary folder (Gradio moves them into
+            # its cache from there), so export_dir itself never has to be opened to Gradio's file route
+            tmp = Path(tempfile.mkdtemp(prefix="rlhfkit-export-"))
+            files = [shutil.copy(out / name, tmp / name) for name in ("pairs.jsonl", "rankings.jsonl")]
+            return {export_md: t("exported", lg, path=str(out), **counts), export_files: [str(f) for f in files]}
 
         def on_import(lg: str, upload, request: gr.Request):
             if upload is None:
@@ -435,7 +439,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
 
         private = {"api_visibility": "private"}
         demo.load(on_load, None, everything, **private)
-        lang_pick.change(on_language, [lang_pick, view], everything, **private)
+        lang_pick.input(on_language, [lang_pick, view], everything, **private)  # user clicks only, not on_load's update
         submit_btn.click(on_submit, [lang, view, *ranks, *scores], everything, concurrency_limit=cfg.concurrency_limit,
                          **private)
         skip_btn.click(on_skip, [lang, view], everything, concurrency_limit=cfg.concurrency_limit, **private)

@@ -167,9 +167,10 @@ def summary_line(report: dict, final: Path, run_dir: Path) -> str:
     lines = [f"BCQ done: model in {final}; evaluation in {run_dir / 'eval.json'} ({report.get('prompts', 0)} held-out prompts)"]
     rm = report.get("reward_model")
     if rm and rm["bcq"]["n"]:
-        for who in ("bcq", "behaviour", "logged"):
+        for who in ("bcq", "behaviour", "logged", "bcq_minus_behaviour"):
             ci = rm[who]
-            lines.append(f"  reward-model score, {who:9}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+            name = "BCQ − G (paired)" if who == "bcq_minus_behaviour" else who
+            lines.append(f"  reward-model score, {name:16}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
     if "kl_to_behaviour" in report:
         lines.append(f"  KL to G per response {report['kl_to_behaviour']:.2f}; allowed tokens per step "
                      f"{report['allowed_tokens']:.1f}; Q(first token) {report['q_first_token']:+.3f}")

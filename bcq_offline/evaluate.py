@@ -72,7 +72,9 @@ def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, sc
     rm_bcq, rm_g = rm([d.response for d in bcq], prompts), rm([d.response for d in g], prompts)
     rm_logged = rm([r.response for r in logged], [r.prompt for r in logged])
     report["reward_model"] = {"bcq": bootstrap_ci(rm_bcq, cfg.seed), "behaviour": bootstrap_ci(rm_g, cfg.seed),
-                              "logged": bootstrap_ci(rm_logged, cfg.seed)}
+                              "logged": bootstrap_ci(rm_logged, cfg.seed),
+                              # paired per prompt: the sharper test of "BCQ beats G" than two overlapping intervals
+                              "bcq_minus_behaviour": bootstrap_ci([a - b for a, b in zip(rm_bcq, rm_g)], cfg.seed)}
     report["logged_reward"] = bootstrap_ci([r.reward for r in logged], cfg.seed)
     if domains is not None:  # mixed reward, one normalization over all three sets of responses
         samples = (
@@ -99,7 +101,9 @@ def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, sc
     sweep = []
     for tau in taus or []:
         decoded = _decode(model, tokenizer, prompts, tau, cfg, "bcq", cfg.seed)
-        sweep.append({"tau": tau, "reward_model": bootstrap_ci(rm([d.response for d in decoded], prompts), cfg.seed),
+        scores = rm([d.response for d in decoded], prompts)
+        sweep.append({"tau": tau, "reward_model": bootstrap_ci(scores, cfg.seed),
+                      "minus_behaviour": bootstrap_ci([a - b for a, b in zip(scores, rm_g)], cfg.seed),
                       "kl_to_behaviour": float(np.mean([d.kl_to_g for d in decoded])),
                       "allowed_tokens": float(np.mean([np.mean(d.allowed) for d in decoded if d.allowed]))})
     report["tau_sweep"] = sweep

@@ -4,8 +4,8 @@ G (behaviour): the LM itself — its trunk and LM head, adapters off. Q: a linea
 vocabulary, `q_head(h) = W h + b` (B, L, V), on a trunk's last hidden state h: G's own trunk
 (`shared`: frozen, so one trunk pass per batch serves G, Q and the target Q) or the same base
 with LoRA adapters of Q's own (`separate`). The target Q network is not a module: it is a copy
-of Q's trainable tensors, used through `torch.func.functional_call` and moved by Polyak
-averaging — a few MB for a LoRA trunk, not a second model.
+of Q's trainable tensors, swapped in for a forward (`swapped_weights`, which also works under
+ZeRO-3) and moved by Polyak averaging — a few MB for a LoRA trunk, not a second model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from common.prefix import decoder_of
 
@@ -71,7 +70,46 @@ def trainable_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@contextlib.contextmanager
+def swapped_weights(model: nn.Module, tensors: dict[str, torch.Tensor]):
+    """Within the block, forwards of `model` compute with `tensors` (by parameter name) in place of
+    those parameters — each module swaps them in just before its own forward and back right after.
+
+    Per-module hooks rather than one swap up front, so that it also works under DeepSpeed ZeRO-3:
+    there a parameter holds its whole data only between ZeRO's own pre-forward hook (which
+    gathers it) and post-forward hook (which releases it). Our pre-hook runs after ZeRO's
+    (appended) and our post-hook before ZeRO's (prepended), so the swap happens inside that
+    window, on whole tensors, and ZeRO releases the data it gathered.
+    """
+    owners: dict[nn.Module, list[tuple[nn.Parameter, torch.Tensor]]] = {}
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if full in tensors:
+                owners.setdefault(module, []).append((p, tensors[full]))
+    saved: dict[int, list[torch.Tensor]] = {}
+
+    def swap_in(module, _args):
+        saved[id(module)] = [p.data for p, _ in owners[module]]
+        for p, t in owners[module]:
+            p.data = t
+
+    def swap_out(module, _args, _out):
+        for (p, _), data in zip(owners[module], saved.pop(id(module))):
+            p.data = data
+
+    handles = []
+    try:
+        for module in owners:
+            handles.append(module.register_forward_pre_hook(swap_in))
+            handles.append(module.register_forward_hook(swap_out, prepend=True))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def target_q(model: BCQModel, target: dict[str, torch.Tensor], **kwargs) -> torch.Tensor:
     """Q_target(s, ·): the model's forward with the target tensors in place of the trainable ones."""
-    with torch.no_grad():
-        return functional_call(model, target, args=(), kwargs=kwargs, strict=False)
+    with torch.no_grad(), swapped_weights(model, target):
+        return model(**kwargs)

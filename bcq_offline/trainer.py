@@ -17,8 +17,7 @@ from bcq_offline.data import LoggedResponse
 from bcq_offline.losses import allowed_actions, double_q_targets, polyak_update, td_loss, token_rewards
 from bcq_offline.model import BCQModel, target_q, trainable_copy
 from common import distributed
-from common.config import ConfigError
-from common.engines import Trainable, zero_stage
+from common.engines import Trainable
 
 
 @dataclass
@@ -62,9 +61,6 @@ class BCQTrainer:
     def __init__(self, cfg: BCQStageConfig, model: BCQModel, tokenizer, ds: dict | None = None):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.device = distributed.device()
-        if model.separate and zero_stage(ds) == 3:
-            raise ConfigError("q_trunk: separate is not supported under ZeRO-3 (the target adapters would need "
-                              "their own partitioning); use ZeRO-2, or q_trunk: shared")
         self.q = Trainable(model, cfg.learning_rate, cfg.max_grad_norm, ds)
         with self.q.gathered(self._online()):  # whole tensors under ZeRO-3
             self.target = trainable_copy(self.q.module)  # Q' starts equal to Q

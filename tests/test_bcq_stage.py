@@ -35,6 +35,7 @@ def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tmp_path):
     assert {"loss/td", "q/taken", "q/target", "constraint/allowed_tokens"} <= set(rows[-1])
     report = json.loads((run / "eval.json").read_text())
     assert report["prompts"] >= 1 and report["tau_sweep"][0]["tau"] == 0.3
+    assert "mean" in report["tau_sweep"][0]["minus_behaviour"]
     for who in ("bcq", "behaviour", "logged"):
         assert "mean" in report["mixed_reward"][who]
     assert report["allowed_tokens"] >= 1

@@ -66,6 +66,28 @@ def test_target_network_moves_by_polyak_averaging(tiny_model_dir, q_trunk):
         assert not torch.equal(trainer.target[k], before[k])
 
 
+def test_target_forward_computes_with_the_target_weights_and_leaves_the_online_ones(tiny_model_dir):
+    import copy
+
+    from bcq_offline.model import target_q
+
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", "separate")
+    model = trainer.model
+    target = {k: v + 0.05 * torch.randn_like(v) for k, v in trainer.target.items()}  # a target ≠ online
+    online = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    b = trainer.batch([LoggedResponse(PROMPTS[0], "yes", 1.0), LoggedResponse(PROMPTS[1], "no", 0.0)])
+    got = target_q(model, target, **b.inputs(), start=b.prompt_len - 1)
+    reference = copy.deepcopy(model)  # the same network with the target tensors loaded for real
+    with torch.no_grad():
+        for n, p in reference.named_parameters():
+            if n in target:
+                p.copy_(target[n])
+        want = reference(**b.inputs(), start=b.prompt_len - 1)
+        plain = model(**b.inputs(), start=b.prompt_len - 1)
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, plain, atol=1e-3)
+    assert all(torch.equal(p, online[n]) for n, p in model.named_parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("q_trunk", ["shared", "separate"])
 def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk):
     trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk)
