@@ -25,7 +25,7 @@ from sqlalchemy import (
     JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, func, select, text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from common.data import DataError
@@ -137,7 +137,11 @@ class Store:
         self.sqlite = self.url.startswith("sqlite")
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self.engine: Engine = create_engine(self.url, future=True, pool_size=20, max_overflow=40)
+        try:
+            self.engine: Engine = create_engine(self.url, future=True, pool_size=20, max_overflow=40)
+        except (ArgumentError, NoSuchModuleError) as err:
+            raise StoreError(f"--db {db!r}: not a database URL SQLAlchemy can open ({err}); use a file path, "
+                             "sqlite:///path or postgresql+psycopg://user:password@host/dbname") from None
         if self.sqlite:
             @event.listens_for(self.engine, "connect")
             def _pragmas(conn, _record):  # durable and concurrent: WAL, wait on locks
@@ -153,13 +157,18 @@ class Store:
             def _begin(conn):
                 conn.exec_driver_sql(getattr(self._local, "begin", "BEGIN IMMEDIATE"))
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
-        with self.session() as s:
-            version = s.get(Meta, "schema_version")
-            if version is None:
-                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(version.value) != SCHEMA_VERSION:
-                raise StoreError(f"{self.url}: schema version {version.value}, this code needs {SCHEMA_VERSION}")
+        shown = self.engine.url.render_as_string(hide_password=True)
+        try:
+            Base.metadata.create_all(self.engine)
+            with self.session() as s:
+                version = s.get(Meta, "schema_version")
+                if version is None:
+                    s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif int(version.value) != SCHEMA_VERSION:
+                    raise StoreError(f"{shown}: schema version {version.value}, this code needs {SCHEMA_VERSION}")
+        except (OperationalError, DatabaseError) as err:
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise StoreError(f"{shown}: cannot open the database: {reason}") from None
 
     @contextmanager
     def session(self, write: bool = True):

@@ -92,6 +92,9 @@ def swapped_weights(model: nn.Module, tensors: dict[str, torch.Tensor]):
     def swap_in(module, _args):
         saved[id(module)] = [p.data for p, _ in owners[module]]
         for p, t in owners[module]:
+            if p.data.shape != t.shape:  # e.g. a ZeRO-3 partition that was not gathered: never compute on it
+                raise RuntimeError(f"swapped_weights: {tuple(p.data.shape)} parameter data for a {tuple(t.shape)} "
+                                   "tensor (the hooks ran outside ZeRO-3's gather window)")
             p.data = t
 
     def swap_out(module, _args, _out):

@@ -222,3 +222,14 @@ def test_generated_candidates_become_tasks(tiny_model_dir, tmp_path):
     assert tasks[0]["model_ids"] == [str(tiny_model_dir)] * 3 and tasks[1]["source"].endswith(":2")
     with pytest.raises(DataError, match="k must be from 2 to 8"):
         generate_tasks(str(tiny_model_dir), str(prompts), k=1)
+
+
+def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path):
+    garbage = tmp_path / "not-a-db.db"
+    garbage.write_text("this is not SQLite\n" * 100)
+    with pytest.raises(StoreError, match="not-a-db.db: cannot open the database: file is not a database"):
+        Store(str(garbage))
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store("mysql+nodriver://host/db")
+    with pytest.raises(StoreError, match=r"nobody:\*\*\*@127\.0\.0\.1:1/x: cannot open the database"):
+        Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/x")  # the password never shows
