@@ -241,6 +241,15 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 import_file = gr.File(file_types=[".jsonl", ".gz", ".json"], elem_id="rk-import-file")
                 import_btn = gr.Button(elem_id="rk-import")
                 import_md = gr.Markdown(elem_id="rk-import-result")
+                generate_title = gr.Markdown()
+                with gr.Row():
+                    gen_prompts = gr.File(file_types=[".jsonl", ".gz"], elem_id="rk-gen-prompts")
+                    with gr.Column():
+                        gen_model = gr.Textbox(value="runs/sft/default/model", elem_id="rk-gen-model")
+                        gen_k = gr.Slider(2, MAX_RESPONSES, value=4, step=1, elem_id="rk-gen-k")
+                        gen_tokens = gr.Slider(16, 512, value=128, step=16, elem_id="rk-gen-tokens")
+                gen_btn = gr.Button(elem_id="rk-generate")
+                gen_md = gr.Markdown(elem_id="rk-generate-result")
 
         # ---------------------------------------------------------------- rendering
 
@@ -265,6 +274,9 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                                    choices=[(t("combine_all", lg), "all"), (t("combine_majority", lg), "majority")]),
                 export_btn: gr.update(value=t("export", lg)), import_title: f"### {t('admin_import', lg)}",
                 import_file: gr.update(label=t("import_file", lg)), import_btn: gr.update(value=t("import", lg)),
+                generate_title: f"### {t('admin_generate', lg)}", gen_prompts: gr.update(label=t("gen_prompts", lg)),
+                gen_model: gr.update(label=t("gen_model", lg)), gen_k: gr.update(label=t("gen_k", lg)),
+                gen_tokens: gr.update(label=t("gen_tokens", lg)), gen_btn: gr.update(value=t("generate", lg)),
             }
             for i in range(MAX_RESPONSES):
                 out[slot_titles[i]] = f"#### {t('response', lg, letter=LETTERS[i])}"
@@ -318,7 +330,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                       skip_btn, flag_box, flag_reason, note, flag_btn, shortcuts_md, guide_title, guide_md,
                       mine_intro, mine_refresh, revise_pick, revise_btn, admin_refresh, overview_title,
                       quality_title, users_title, export_title, combine, export_btn, import_title, import_file,
-                      import_btn]
+                      import_btn, generate_title, gen_prompts, gen_model, gen_k, gen_tokens, gen_btn]
 
         def page(lg: str, v: dict | None, name: str, status: str = "", keep_inputs: bool = False,
                  statics: bool = False) -> dict:
@@ -437,6 +449,17 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 return {import_md: "❌ " + safe_markdown(str(err))}
             return {import_md: t("imported", lg, count=n)}
 
+        def on_generate(lg: str, upload, model: str, k, tokens, request: gr.Request,
+                        progress=gr.Progress(track_tqdm=True)):  # the generation's tqdm bar, in the page
+            if upload is None:
+                return {gen_md: ""}
+            try:
+                n = service.generate_tasks(request.username, upload if isinstance(upload, str) else upload.name,
+                                           model.strip(), k, tokens)
+            except Exception as err:  # Forbidden, DataError (file:line), a model that can't load: one line
+                return {gen_md: "❌ " + safe_markdown(str(err))}
+            return {gen_md: t("generated", lg, count=n)}
+
         private = {"api_visibility": "private"}
         demo.load(on_load, None, everything, **private)
         lang_pick.input(on_language, [lang_pick, view], everything, **private)  # user clicks only, not on_load's update
@@ -453,6 +476,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
         export_btn.click(on_export, [lang, combine], [export_md, export_files], **private)
         revise_btn.click(on_revise, [lang, view, revise_pick], [*everything, tabs], **private)
         import_btn.click(on_import, [lang, import_file], [import_md], **private)
+        gen_btn.click(on_generate, [lang, gen_prompts, gen_model, gen_k, gen_tokens], [gen_md], **private)
 
         # ------------------------------------------------------------ the API
         add_api(service, cfg)

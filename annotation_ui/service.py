@@ -194,6 +194,14 @@ class Service:
         counts = export(self.store, out, combine, user_id=admin.id)
         return out, counts
 
+    def generate_tasks(self, name: str | None, prompts_path: str, model: str, k: int, max_new_tokens: int) -> int:
+        """K sampled candidates per prompt from a model folder (or spec) → new tasks, all or nothing."""
+        from annotation_ui.tasks import generate_tasks
+
+        self.admin(name)
+        tasks = generate_tasks(model, prompts_path, int(k), int(max_new_tokens))
+        return len(self.store.add_tasks(tasks))
+
     def import_tasks(self, name: str | None, path: str, fmt: str = "auto") -> int:
         from annotation_ui.tasks import read_tasks
 

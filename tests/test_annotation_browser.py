@@ -92,7 +92,7 @@ def task_of(prompt_text: str) -> int:
     return int(re.search(r"question (\d+)", prompt_text).group(1))
 
 
-def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tmp_path):
+def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tmp_path, tiny_model_dir):
     db = str(tmp_path / "labels.db")
     seed(db, ["alice", "bob"], ["root"], [task(i) for i in range(1, 5)])
     port = free_port()
@@ -191,6 +191,22 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
             upload.filter(has_text=path.name).wait_for(timeout=30_000)
             admin.page.locator("#rk-import").click()
             admin.page.locator("#rk-import-result").filter(has_text=message).wait_for(timeout=30_000)
+        # … or generates K candidates per prompt with a model, a progress bar in the page
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text('{"prompt": "Is a verbal contract binding?", "domain": "finance"}\n'
+                           '{"prompt": "What is compound interest?", "domain": "finance"}\n')
+        upload = admin.page.locator("#rk-gen-prompts")
+        with admin.page.expect_file_chooser() as chooser:
+            upload.locator("button.upload-container").click()
+        chooser.value.set_files(str(prompts))
+        upload.filter(has_text=prompts.name).wait_for(timeout=30_000)
+        admin.page.locator("#rk-gen-model textarea, #rk-gen-model input").first.fill(str(tiny_model_dir))
+        for slider, value in (("#rk-gen-k", "2"), ("#rk-gen-tokens", "16")):
+            box = admin.page.locator(f"{slider} input[type=number]")
+            box.fill(value)
+            box.press("Tab")
+        admin.page.locator("#rk-generate").click()
+        admin.page.locator("#rk-generate-result").filter(has_text="Generated 2 tasks").wait_for(timeout=120_000)
         assert not admin.dialogs and not admin.errors
     finally:
         stop(proc)
@@ -201,7 +217,9 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
     assert {"login", "submit", "revise", "skip", "flag", "export"} <= events
     flagged = [lab for lab in store.labels() if lab.flag]
     assert [(f.flag, f.note) for f in flagged] == [("broken", "the answers are cut off")]
-    assert [t.domain for t in store.tasks()] == ["general"] * 4 + ["legal"]  # the bad upload added nothing
+    tasks = store.tasks()
+    assert [t.domain for t in tasks] == ["general"] * 4 + ["legal"] + ["finance"] * 2  # the bad upload added nothing
+    assert [len(t.responses) for t in tasks[-2:]] == [2, 2] and tasks[-1].model_ids == [str(tiny_model_dir)] * 2
 
 
 PAYLOADS = [
