@@ -321,7 +321,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
         def header(lg: str, name: str) -> dict:
             user = service.user(name)
             p = service.progress(name)
-            return {who: t("signed_in", lg, user=safe_markdown(user.name), role=user.role),
+            return {who: t("signed_in", lg, user=safe_markdown(user.name), role=t(f"role_{user.role}", lg)),
                     progress_md: t("progress", lg, **p), tab_admin: gr.update(visible=user.role == "admin")}
 
         # every output any handler may touch (handlers return dicts over a subset)
@@ -424,7 +424,8 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                     overview_table: gr.update(value=per or None,
                                               headers=[t("col_annotator", lg)] + [t(f"col_{s}", lg) for s in statuses]),
                     quality_table: gr.update(value=figures, headers=[t("col_figure", lg), t("col_value", lg)]),
-                    users_table: gr.update(value=[[u["name"], u["role"], u["active"]] for u in users],
+                    users_table: gr.update(value=[[u["name"], t(f"role_{u['role']}", lg), "✓" if u["active"] else "—"]
+                                                  for u in users],
                                            headers=[t("col_name", lg), t("col_role", lg), t("col_active", lg)])}
 
         def on_export(lg: str, how: str, request: gr.Request):
