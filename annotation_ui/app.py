@@ -103,7 +103,7 @@ _API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.S)
 class RequireLogin:
     """ASGI middleware: without a valid Gradio session cookie only the login page's assets load."""
 
-    PUBLIC = {"/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/gradio_api/theme.css",
+    PUBLIC = {"/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/gradio_api/theme.css",
               "/manifest.json", "/robots.txt",
               "/gradio_api/startup-events"}  # Gradio calls this itself once at launch; it returns no data
     PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/assets/", "/gradio_api/static/")
@@ -444,9 +444,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 return {import_md: ""}
             try:
                 n = service.import_tasks(request.username, upload if isinstance(upload, str) else upload.name)
-            except StoreError as err:
-                return {import_md: "❌ " + safe_markdown(str(err))}
-            except Exception as err:  # DataError and friends: the message names file and line
+            except Exception as err:  # Forbidden, DataError (file:line), an unreadable file: one line
                 return {import_md: "❌ " + safe_markdown(str(err))}
             return {import_md: t("imported", lg, count=n)}
 
@@ -491,53 +489,60 @@ def _letters(values) -> str:
     return " ".join(f"{LETTERS[i]}:{v}" for i, v in enumerate(values))
 
 
+def _json_safe(x):
+    """NaN (an undefined agreement figure) → None, at any depth; JSON has no NaN."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
 def add_api(service: Service, cfg: AnnotationConfig) -> None:
     """Named endpoints for scripts and `gradio_client`; the user is always the session's."""
 
-    def guard(fn):
-        def run(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except StoreError as err:
-                raise gr.Error(str(err), print_exception=False) from None
-        return run
-
-    def public(view: dict | None) -> dict | None:
-        return None if view is None else {k: v for k, v in view.items() if k != "order"}
+    def call(method, request: gr.Request, *args):
+        """`method(session user, *args)`; a refusal becomes the client's error message."""
+        try:
+            return method(request.username, *args)
+        except StoreError as err:
+            raise gr.Error(str(err), print_exception=False) from None
 
     def next_task(request: gr.Request) -> dict | None:
         """The caller's open task, or a new one (None when no work is left)."""
-        return public(guard(service.next_task)(request.username))
+        view = call(service.next_task, request)
+        return None if view is None else {k: v for k, v in view.items() if k != "order"}
 
     def submit(task_id: int, ranks: list, request_id: str, scores: list | None = None, request: gr.Request = None) -> dict:
         """Ranks (1 = best, ties allowed) in the order next_task returned the responses."""
-        return guard(service.submit)(request.username, task_id, ranks, request_id, scores)
+        return call(service.submit, request, task_id, ranks, request_id, scores)
 
     def skip(task_id: int, request: gr.Request) -> dict:
-        return guard(service.skip)(request.username, task_id)
+        return call(service.skip, request, task_id)
 
     def flag(task_id: int, flag: str, note: str, request_id: str, request: gr.Request) -> dict:
-        return guard(service.flag)(request.username, task_id, flag, note, request_id)
+        return call(service.flag, request, task_id, flag, note, request_id)
 
     def progress(request: gr.Request) -> dict:
-        return guard(service.progress)(request.username)
+        return call(service.progress, request)
 
     def my_labels(request: gr.Request) -> list:
-        return guard(service.my_labels)(request.username)
+        return call(service.my_labels, request)
 
     def all_labels(request: gr.Request) -> list:
         """Admins only: everybody's labels, every version."""
-        return guard(service.all_labels)(request.username)
+        return call(service.all_labels, request)
 
     def overview(request: gr.Request) -> dict:
-        return guard(service.overview)(request.username)
+        return call(service.overview, request)
 
     def quality(request: gr.Request) -> dict:
-        report = guard(service.quality)(request.username)
-        return json.loads(json.dumps(report, default=str).replace("NaN", "null"))
+        return _json_safe(call(service.quality, request))
 
     def export(combine: str, request: gr.Request) -> dict:
-        out, counts = guard(service.export)(request.username, combine)
+        out, counts = call(service.export, request, combine)
         return {"path": str(out), **counts}
 
     for fn in (next_task, submit, skip, flag, progress, my_labels, all_labels, overview, quality, export):

@@ -154,7 +154,9 @@ class Service:
         rows = []
         orders: dict[int, list[int]] = {}
         for lab in self.store.labels(user.id, latest_only=False):
-            order = orders.get(lab.task_id) or orders.setdefault(lab.task_id, self.store.handout(user.id, lab.task_id).order)
+            if lab.task_id not in orders:
+                orders[lab.task_id] = self.store.handout(user.id, lab.task_id).order
+            order = orders[lab.task_id]
             rows.append({"task_id": lab.task_id, "version": lab.version,
                          "ranks": to_display(lab.ranks, order) if lab.ranks else None,
                          "scores": to_display(lab.scores, order) if lab.scores else None,

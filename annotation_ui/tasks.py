@@ -11,7 +11,7 @@ Every problem raises `DataError` naming file and line; an import is all or nothi
 from __future__ import annotations
 
 from common.data import DataError, check_messages
-from common.preferences import UnpairedDialoguesError, read_rows, row_to_group
+from common.preferences import convert_rows, read_rows, row_to_group
 
 MAX_CHARS = 20_000  # per prompt message or response: longer text is refused, not truncated
 MAX_RESPONSES = 8  # K per task; the page shows responses A–H
@@ -69,17 +69,10 @@ def row_to_task(row: dict, where: str, fmt: str = "auto") -> dict:
 
 def read_tasks(path: str, fmt: str = "auto", limit: int | None = None) -> tuple[list[dict], int]:
     """(task rows, HH rows skipped because their dialogues share no prompt)."""
-    tasks, skipped = [], 0
-    for where, row in read_rows(path):
-        try:
-            tasks.append(row_to_task(row, where, fmt))
-        except UnpairedDialoguesError:
-            skipped += 1
-        if limit is not None and len(tasks) >= limit:
-            break
+    tasks, skipped = convert_rows(path, lambda row, where: [row_to_task(row, where, fmt)], limit)
     if not tasks:
         raise DataError(f"{path}: no tasks")
-    return tasks, skipped
+    return tasks, len(skipped)
 
 
 def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: int = 128, seed: int = 0,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from common.data import DataError, Message, parse_prompt
 from common.hygiene import mix_by_weight, split_indices
-from common.preferences import UnpairedDialoguesError, detect_preference_format, read_rows, row_to_group
+from common.preferences import convert_rows, detect_preference_format, row_to_group
 
 LOGGED_FORMATS = ("auto", "logged", "ppo_samples", "preferences")
 log = logging.getLogger(__name__)
@@ -99,15 +99,10 @@ def read_logged(path: str, fmt: str = "auto") -> tuple[list[LoggedResponse], int
     rows skipped because their two dialogues do not share a prompt."""
     if fmt not in LOGGED_FORMATS:
         raise DataError(f"{path}: unknown format '{fmt}' (one of {', '.join(LOGGED_FORMATS)})")
-    out, skipped = [], 0
-    for where, row in read_rows(path):
-        try:
-            out.extend(row_to_records(row, fmt, where))
-        except UnpairedDialoguesError:
-            skipped += 1
+    out, skipped = convert_rows(path, lambda row, where: row_to_records(row, fmt, where))
     if not out:
         raise DataError(f"{path}: no records")
-    return out, skipped
+    return out, len(skipped)
 
 
 def load_logged(sources, seed: int) -> tuple[list[LoggedResponse], int]:

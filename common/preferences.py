@@ -162,6 +162,26 @@ def row_to_group(row: dict[str, Any], fmt: str, where: str) -> PreferenceGroup:
     raise DataError(f"{where}: unknown format {fmt!r} (expected one of {', '.join(PREFERENCE_FORMATS)})")
 
 
+def convert_rows(path: str | Path, convert, limit: int | None = None,
+                 skip_unpaired: bool = True) -> tuple[list, list[str]]:
+    """The items `convert(row, where)` returns (a list per row) for every row of `path`, at most
+    `limit`, and the locations of HH rows whose two dialogues share no prompt — skipped, or
+    raised when `skip_unpaired` is False. Any other bad row raises DataError."""
+    items: list = []
+    skipped: list[str] = []
+    for where, row in read_rows(path):
+        try:
+            items.extend(convert(row, where))
+        except UnpairedDialoguesError:
+            if not skip_unpaired:
+                raise
+            skipped.append(where)
+            continue
+        if limit is not None and len(items) >= limit:
+            return items[:limit], skipped
+    return items, skipped
+
+
 def read_preferences(
     path: str | Path, fmt: str = "auto", source: int = 0, unpaired: list[str] | None = None
 ) -> list[PreferenceGroup]:
@@ -171,15 +191,10 @@ def read_preferences(
     from a stray "Human:" inside a reply) raise too, unless `unpaired` is a list: then they
     are skipped and their locations appended to it, for the hygiene report.
     """
-    groups = []
-    for where, row in read_rows(path):
-        try:
-            group = row_to_group(row, fmt, where)
-        except UnpairedDialoguesError:
-            if unpaired is None:
-                raise
-            unpaired.append(where)
-            continue
+    groups, skipped = convert_rows(path, lambda row, where: [row_to_group(row, fmt, where)],
+                                   skip_unpaired=unpaired is not None)
+    for group in groups:
         group.source = source
-        groups.append(group)
+    if unpaired is not None:
+        unpaired.extend(skipped)
     return groups

@@ -182,9 +182,7 @@ def annotate(url: str, name: str, acks: list, errors: list, stop_at: float, rese
             if n % resend_every == 0:  # the same submit again (a double click, a retry): stored once
                 again = do("submit", t["task_id"], ranks, t["request_id"], None)
                 assert again["version"] == res["version"]
-    except (httpx.HTTPError, ConnectionError, OSError) as err:  # the server went away (the SIGKILL test)
-        errors.append(err)
-    except Exception as err:  # anything else is a failure the test reports
+    except Exception as err:  # the server went away (the SIGKILL test expects it), or a failure to report
         errors.append(err)
 
 

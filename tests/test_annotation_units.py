@@ -22,6 +22,16 @@ def test_every_label_exists_in_both_languages_and_is_translated():
     assert t("progress", "zh-CN", done=3, left=4) == "已完成：**3** · 剩余：**4**"
 
 
+def test_api_figures_turn_nan_into_null_without_touching_names():
+    import math
+
+    from annotation_ui.app import _json_safe
+
+    report = {"fleiss_kappa": math.nan, "agreement_with_majority": {"NaNa": 0.5, "li": math.nan}, "tasks": [1.0, math.nan]}
+    assert _json_safe(report) == {"fleiss_kappa": None, "agreement_with_majority": {"NaNa": 0.5, "li": None},
+                                  "tasks": [1.0, None]}
+
+
 def test_browser_language_pick():
     assert pick_language("zh-CN,zh;q=0.9,en;q=0.8") == "zh-CN"
     assert pick_language("en-GB,en;q=0.9") == "en"
