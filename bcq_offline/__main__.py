@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
 
     rank, world = distributed.rank(), distributed.world_size()
+    if trainer.cache is not None:  # every record this rank will visit, from step 0 (a resumed run caches the same)
+        visits = [r for step in range(cfg.steps) for r in batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world]]
+        trainer.warm_cache(visits, progress=main_rank)
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="BCQ", disable=not main_rank):
         stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
         if main_rank:

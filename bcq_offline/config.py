@@ -61,16 +61,25 @@ class BCQStageConfig(RunOptions):
     eval_fraction: float = param(0.1, help="share of prompts held out for evaluation (split by prompt)")
     eval_prompts: int = param(32, help="at most this many held-out prompts are decoded in the final evaluation")
     eval_taus: list[float] = param([0.1, 0.3, 0.6], help="τ sweep of the final evaluation")
+    eval_batch_size: int = param(32, help="prompts decoded together in the evaluation (decoding is memory-bound: wide is cheap)")
 
     # --- Q-learning
     gamma: float = param(1.0, help="discount; 1 = the reward at the end counts fully at every token")
     tau: float = param(0.3, help="batch constraint: only tokens with G(a|s) / max G ≥ τ, τ in (0, 1)")
+    n_step: int = param(
+        1, help="TD targets look n tokens ahead along the logged response (n-step double-Q); 1 = one-step BCQ, "
+        "≥ the response length = the logged return (no bootstrap)"
+    )
     polyak: float = param(0.005, help="target network: θ' ← (1 − rate) θ' + rate θ after every update")
     huber_delta: float = param(1.0, help="Huber loss threshold")
     learning_rate: float = param(1e-4, help="AdamW learning rate for Q")
     max_grad_norm: float = param(1.0, help="gradient clipping norm")
     batch_size: int = param(8, help="responses per update (global under DeepSpeed)")
     steps: int = param(200, help="updates")
+    cache_states: bool = param(
+        True, help="shared trunk: compute G's hidden states and allowed tokens once per record and reuse them "
+        "(same targets; a step then costs a head forward, not a trunk pass). Off under ZeRO-3"
+    )
 
     # --- decoding
     decode: Literal["greedy", "sample"] = param("greedy", help="argmax of Q over allowed tokens, or softmax(Q/T) sampling")
@@ -88,7 +97,8 @@ class BCQStageConfig(RunOptions):
             raise ValueError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
         if self.behaviour_steps < 0:
             raise ValueError(f"behaviour_steps must be ≥ 0, got {self.behaviour_steps}")
-        for key in ("batch_size", "steps", "save_steps", "max_new_tokens", "max_response_tokens"):
+        for key in ("batch_size", "steps", "save_steps", "max_new_tokens", "max_response_tokens", "n_step",
+                    "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.reward_source == "reward_model" and not self.reward_model:

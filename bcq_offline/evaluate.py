@@ -41,8 +41,8 @@ def _decode(model, tokenizer, prompts, tau, cfg, policy, seed) -> list[Decoded]:
     out = []
     gen = torch.Generator().manual_seed(seed)
     label = f"evaluating: {'BCQ τ=' + format(tau, 'g') if policy == 'bcq' else 'G'} decoding"
-    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=label, leave=False):
-        out += constrained_generate(model, tokenizer, prompts[start : start + cfg.batch_size], tau, cfg.max_new_tokens,
+    for start in tqdm(range(0, len(prompts), cfg.eval_batch_size), desc=label, leave=False):
+        out += constrained_generate(model, tokenizer, prompts[start : start + cfg.eval_batch_size], tau, cfg.max_new_tokens,
                                     greedy=cfg.decode == "greedy", temperature=cfg.decode_temperature,
                                     policy=policy, generator=gen)
     return out
@@ -100,8 +100,11 @@ def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, sc
                          for p, b, gg in zip(prompts[:5], bcq, g)]
     sweep = []
     for tau in taus or []:
-        decoded = _decode(model, tokenizer, prompts, tau, cfg, "bcq", cfg.seed)
-        scores = rm([d.response for d in decoded], prompts)
+        if tau == cfg.tau:  # decoded above, with the same seed: the same responses
+            decoded, scores = bcq, rm_bcq
+        else:
+            decoded = _decode(model, tokenizer, prompts, tau, cfg, "bcq", cfg.seed)
+            scores = rm([d.response for d in decoded], prompts)
         sweep.append({"tau": tau, "reward_model": bootstrap_ci(scores, cfg.seed),
                       "minus_behaviour": bootstrap_ci([a - b for a, b in zip(scores, rm_g)], cfg.seed),
                       "kl_to_behaviour": float(np.mean([d.kl_to_g for d in decoded])),

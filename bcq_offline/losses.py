@@ -44,14 +44,30 @@ def double_q_targets(
     rewards: torch.Tensor,  # (B, T) r_t
     terminal: torch.Tensor,  # (B, T) 1 where s_{t+1} is terminal (the last response token)
     gamma: float,
+    n_step: int = 1,
 ) -> torch.Tensor:  # (B, T)
     """y_t = r_t + γ (1 − terminal_t) Q_target(s_{t+1}, a*), a* = argmax over allowed a of Q_online(s_{t+1}, a).
 
     The online network picks the action, the target network evaluates it (double Q-learning).
+    With `n_step` = n > 1 the target looks n tokens ahead along the logged response:
+    y_t = Σ_{k<n} γ^k r_{t+k} + γ^n Q_target(s_{t+n}, a*_{t+n}), the rewards summed up to the
+    response's end and no bootstrap once the end lies inside the window. A reward at the end of
+    a T-token response then reaches its first token after ⌈T/n⌉ target refreshes instead of T.
     """
+    if n_step < 1:
+        raise ValueError(f"n_step must be ≥ 1, got {n_step}")
     best = constrain(q_online_next, allowed_next).argmax(dim=-1, keepdim=True)  # (B, T, 1)
-    next_value = q_target_next.gather(-1, best).squeeze(-1)  # (B, T)
-    return rewards + gamma * (1.0 - terminal) * next_value
+    next_value = q_target_next.gather(-1, best).squeeze(-1)  # (B, T) Q_target(s_{t+1}, a*)
+
+    def ahead(x: torch.Tensor, k: int) -> torch.Tensor:  # (B, T): x[:, t + k], 0 past the end
+        return F.pad(x[:, k:], (0, min(k, x.shape[1])))
+
+    y = torch.zeros_like(rewards, dtype=torch.float)
+    ended = torch.zeros_like(y)  # 1 once the window [t, t + k) holds the response's last token
+    for k in range(n_step):
+        y = y + gamma**k * (1.0 - ended) * ahead(rewards.float(), k)
+        ended = torch.maximum(ended, ahead(terminal.float(), k))
+    return y + gamma**n_step * (1.0 - ended) * ahead(next_value, n_step - 1)
 
 
 def token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,4 +96,4 @@ def polyak_update(target: torch.nn.Module | list[torch.Tensor], online: torch.nn
     t_params = list(target.parameters()) if isinstance(target, torch.nn.Module) else target
     o_params = list(online.parameters()) if isinstance(online, torch.nn.Module) else online
     for t, o in zip(t_params, o_params, strict=True):
-        t.mul_(1 - rate).add_(o.detach().to(t.dtype), alpha=rate)
+        t.lerp_(o.detach().to(t.dtype), rate)  # one pass: t + rate (o − t)

@@ -37,11 +37,26 @@ class BCQModel(nn.Module):
     def behaviour_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:  # (…, V) log G(a | s)
         return torch.log_softmax(self.lm.get_output_embeddings()(hidden).float(), dim=-1)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, hidden=None, start: int = 0) -> torch.Tensor:
-        """Q(s, ·) (B, L − start, V) at positions start… — from `hidden` (shared trunk) or Q's own trunk."""
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, hidden=None, start: int = 0,
+                actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Q(s, ·) (B, L − start, V) at positions start… — from `hidden` (shared trunk) or Q's own trunk.
+
+        With `actions` (B, L − start, K) token ids: Q(s, a) at those K tokens only (B, L − start, K),
+        W[a]·h + b[a] — what a TD step needs (the taken token, the allowed ones) at a fraction of
+        the full-vocabulary cost; the gradient reaches only those rows of the head.
+        """
         if hidden is None:
             hidden = self.trunk(input_ids, attention_mask, position_ids, adapters=True)
-        return self.q_head(hidden[:, start:]).float()
+        hidden = hidden[:, start:]
+        if actions is None:
+            return self.q_head(hidden).float()
+        return q_at(self.q_head.weight, self.q_head.bias, hidden, actions)
+
+
+def q_at(weight: torch.Tensor, bias: torch.Tensor, hidden: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(B, T, K): W[a]·h + b[a] for hidden (B, T, H) and actions (B, T, K) — a linear head's outputs at K tokens."""
+    w = weight[actions]  # (B, T, K, H)
+    return (torch.einsum("btkh,bth->btk", w.float(), hidden.float()) + bias[actions].float())
 
 
 def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank: int = 16, lora_alpha: int = 32,

@@ -3,6 +3,12 @@
 Layout of a batch: left-padded prompts (P tokens) then right-padded responses (T tokens).
 The state before response token t is read at sequence position P − 1 + t, so the T + 1
 states s_0 … s_T of a response are positions P − 1 … P + T − 1 (`start = P − 1`).
+
+State cache (`cache_states`, shared trunk, not under ZeRO-3): the trunk is G's and frozen, so
+what it gives a record — the hidden states s_0 … s_T and the tokens G allows at s_1 … s_T —
+never changes. It is computed once per record (`warm_cache`, batches of similar length) and
+every step then costs only Q at the K tokens it needs (`cached_loss`): the same TD targets as
+the full-vocabulary path, without a trunk pass.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ import torch.nn.functional as F
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
 from bcq_offline.losses import allowed_actions, double_q_targets, polyak_update, td_loss, token_rewards
-from bcq_offline.model import BCQModel, target_q, trainable_copy
+from bcq_offline.model import BCQModel, q_at, target_q, trainable_copy
 from common import distributed
-from common.engines import Trainable
+from common.engines import Trainable, zero_stage
 
 
 @dataclass
@@ -57,6 +63,17 @@ def encode_records(tokenizer, records: list[LoggedResponse], max_response_tokens
     return batch
 
 
+@dataclass
+class CachedRecord:
+    """What G's frozen trunk gives one logged record of T response tokens (computed once)."""
+
+    hidden: torch.Tensor  # (T+1, H) last hidden state at s_0 … s_T
+    allowed: torch.Tensor  # (T, K) ids of the tokens allowed at s_1 … s_T: G's top K, K = most allowed at any step
+    valid: torch.Tensor  # (T, K) bool: which of those K pass the constraint at that step
+    actions: torch.Tensor  # (T,) the logged tokens a_0 … a_{T−1}
+    reward: float
+
+
 class BCQTrainer:
     def __init__(self, cfg: BCQStageConfig, model: BCQModel, tokenizer, ds: dict | None = None):
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -64,6 +81,10 @@ class BCQTrainer:
         self.q = Trainable(model, cfg.learning_rate, cfg.max_grad_norm, ds)
         with self.q.gathered(self._online()):  # whole tensors under ZeRO-3
             self.target = trainable_copy(self.q.module)  # Q' starts equal to Q
+        # record id → CachedRecord; None = every step runs the trunk (separate trunk, or ZeRO-3,
+        # where the head's weights exist whole only inside its own forward)
+        use_cache = cfg.cache_states and not model.separate and zero_stage(ds) != 3
+        self.cache: dict[int, CachedRecord] | None = {} if use_cache else None
 
     @property
     def model(self) -> BCQModel:
@@ -94,7 +115,8 @@ class BCQTrainer:
         q_taken = q_online[:, :-1].gather(-1, b.responses.unsqueeze(-1)).squeeze(-1)  # (B, T) Q(s_t, a_t)
         rewards, terminal = token_rewards(b.rewards, mask)
         allowed_next = allowed_actions(g_logp[:, 1:], cfg.tau)  # (B, T, V) at s_{t+1}
-        y = double_q_targets(q_online[:, 1:].detach(), q_target[:, 1:], allowed_next, rewards, terminal, cfg.gamma)
+        y = double_q_targets(q_online[:, 1:].detach(), q_target[:, 1:], allowed_next, rewards, terminal, cfg.gamma,
+                             cfg.n_step)
         loss = td_loss(q_taken, y, mask, cfg.huber_delta)
         n = mask.sum().clamp(min=1)
         stats = {
@@ -107,8 +129,84 @@ class BCQTrainer:
         }
         return loss, stats
 
+    # --- state cache (shared trunk)
+
+    @torch.no_grad()
+    def warm_cache(self, records: list[LoggedResponse], progress: bool = False) -> None:
+        """Cache the trunk's states for every record not cached yet, in batches of similar length
+        (little padding). The same records always form the same batches: resumed runs match."""
+        if self.cache is None:
+            return
+        todo = list({id(r): r for r in records if id(r) not in self.cache}.values())
+        todo.sort(key=lambda r: (len(repr(r.prompt)) + len(r.response), r.where))
+        size = 2 * self.cfg.batch_size
+        starts = range(0, len(todo), size)
+        from tqdm.auto import tqdm
+
+        for start in tqdm(starts, desc="caching G's states", disable=not progress, leave=False):
+            self._cache_batch(todo[start : start + size])
+
+    def _cache_batch(self, records: list[LoggedResponse]) -> None:
+        b, m = self.batch(records), self.model
+        hidden = m.trunk(**b.inputs(), adapters=False)[:, b.prompt_len - 1 :]  # (B, T+1, H)
+        logp = m.behaviour_logprobs(hidden[:, 1:])  # (B, T, V) log G at s_1 … s_T
+        counts = allowed_actions(logp, self.cfg.tau).sum(-1)  # (B, T) ≥ 1: G's top token always passes
+        lengths = b.response_mask.sum(-1).long()
+        for i, r in enumerate(records):
+            t = int(lengths[i])
+            k = int(counts[i, :t].max())
+            ids = logp[i, :t].topk(k, dim=-1).indices  # (T, K) the allowed tokens are exactly G's top `count`
+            self.cache[id(r)] = CachedRecord(
+                hidden=hidden[i, : t + 1].float().clone(), allowed=ids,
+                valid=torch.arange(k, device=ids.device)[None, :] < counts[i, :t, None],
+                actions=b.responses[i, :t].clone(), reward=float(b.rewards[i]))
+
+    def cached_loss(self, records: list[LoggedResponse]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The TD loss of `loss` from cached states: Q only at the taken token (s_t) and at the
+        allowed tokens (s_{t+1}), one head forward for both."""
+        self.warm_cache(records)
+        items = [self.cache[id(r)] for r in records]
+        n, t_max = len(items), max(len(c.actions) for c in items)
+        k_max, h = max(c.allowed.shape[1] for c in items), items[0].hidden.shape[-1]
+        dev = items[0].hidden.device
+        hidden = torch.zeros(n, t_max + 1, h, device=dev)
+        # per state s_t: [a_t, allowed tokens at s_t] — a_t for t < T, the allowed ones for t ≥ 1
+        ids = torch.zeros(n, t_max + 1, 1 + k_max, dtype=torch.long, device=dev)
+        valid = torch.zeros(n, t_max, k_max, dtype=torch.bool, device=dev)
+        mask = torch.zeros(n, t_max, device=dev)
+        for i, c in enumerate(items):
+            t, k = len(c.actions), c.allowed.shape[1]
+            hidden[i, : t + 1] = c.hidden
+            ids[i, :t, 0] = c.actions
+            ids[i, 1 : t + 1, 1 : 1 + k] = c.allowed
+            valid[i, :t, :k] = c.valid
+            mask[i, :t] = 1
+        q = self.q(hidden=hidden, actions=ids)  # (B, T+1, 1+K) with grad
+        q_taken = q[:, :-1, 0]  # (B, T) Q(s_t, a_t)
+        with torch.no_grad():
+            q_target_next = q_at(self.target["q_head.weight"], self.target["q_head.bias"], hidden[:, 1:], ids[:, 1:, 1:])
+        rewards, terminal = token_rewards(torch.tensor([c.reward for c in items], device=dev), mask)
+        y = double_q_targets(q[:, 1:, 1:].detach(), q_target_next, valid, rewards, terminal, self.cfg.gamma,
+                             self.cfg.n_step)
+        loss = td_loss(q_taken, y, mask, self.cfg.huber_delta)
+        count = mask.sum().clamp(min=1)
+        stats = {
+            "loss/td": loss.item(),
+            "q/taken": ((q_taken * mask).sum() / count).item(),
+            "q/target": ((y * mask).sum() / count).item(),
+            "q/first_token": q_taken[:, 0].mean().item(),
+            "return/logged": float(sum(c.reward for c in items) / n),
+            "constraint/allowed_tokens": (valid.sum(-1).float() * mask).sum().item() / count.item(),
+        }
+        return loss, stats
+
     def step(self, records: list[LoggedResponse]) -> dict[str, float]:
         self.q.train()
+        if self.cache is not None:
+            loss, stats = self.cached_loss(records)
+            self.q.backward_step(loss)
+            self.update_target()
+            return distributed.mean_across(stats)
         loss, stats = self.loss(self.batch(records))
         self.q.backward_step(loss)
         self.update_target()

@@ -69,6 +69,30 @@ def test_double_q_target_online_picks_target_evaluates():
     assert y.tolist() == [[10.0, 2.0]]
 
 
+def test_n_step_double_q_targets_by_hand():
+    # one response of four tokens (terminal at t=3), reward 4 at the end, one of two tokens (terminal at t=1);
+    # V = 2: the online network prefers token 1 everywhere, the target values token 1 at 10·(t+1)
+    q_online_next = torch.tensor([[[0.0, 1.0]] * 4, [[0.0, 1.0]] * 4])
+    q_target_next = torch.tensor([[[0.0, 10.0], [0.0, 20.0], [0.0, 30.0], [0.0, 40.0]]] * 2)
+    allowed = torch.ones(2, 4, 2, dtype=torch.bool)
+    rewards = torch.tensor([[0.0, 0.0, 0.0, 4.0], [0.0, 3.0, 0.0, 0.0]])
+    terminal = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])
+    y2 = double_q_targets(q_online_next, q_target_next, allowed, rewards, terminal, gamma=0.5, n_step=2)
+    # response 1: t=0 → r0 + ½r1 + ¼·Q'(s2) = ¼·20 = 5; t=1 → ¼·Q'(s3) = 7.5;
+    #             t=2 → r2 + ½·r3 = 2 (the end is inside the window: no bootstrap); t=3 → 4
+    # response 2: t=0 → r0 + ½·r1 = 1.5; t=1 → 3; t=2, t=3 are padding (no reward, already ended → 0)
+    assert y2.tolist()[0] == [5.0, 7.5, 2.0, 4.0]
+    assert y2.tolist()[1][:2] == [1.5, 3.0]
+    # n ≥ T: the discounted return of the logged response, no bootstrap at all
+    y_mc = double_q_targets(q_online_next, q_target_next, allowed, rewards, terminal, gamma=0.5, n_step=8)
+    assert y_mc.tolist()[0] == [0.5, 1.0, 2.0, 4.0]
+    # n = 1 is the one-step target
+    y1 = double_q_targets(q_online_next, q_target_next, allowed, rewards, terminal, gamma=0.5)
+    assert y1.tolist()[0] == [5.0, 10.0, 15.0, 4.0]
+    with pytest.raises(ValueError, match="n_step"):
+        double_q_targets(q_online_next, q_target_next, allowed, rewards, terminal, gamma=0.5, n_step=0)
+
+
 def test_token_rewards_land_on_each_last_real_token():
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
     r, terminal = token_rewards(torch.tensor([2.0, -1.0]), mask)

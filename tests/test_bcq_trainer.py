@@ -88,9 +88,39 @@ def test_target_forward_computes_with_the_target_weights_and_leaves_the_online_o
     assert all(torch.equal(p, online[n]) for n, p in model.named_parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("q_trunk", ["shared", "separate"])
-def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk):
-    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk)
+def test_cached_states_give_the_same_loss_and_gradients_as_the_trunk_pass(tiny_model_dir):
+    """The state cache is an optimisation only: same TD loss, statistics and head gradients."""
+    trainer = make_trainer(tiny_model_dir, "--tau", "0.05")  # several allowed tokens per step
+    assert trainer.cache is not None
+    torch.manual_seed(1)
+    with torch.no_grad():  # a target network ≠ the online one, and a Q that is not G's scaled logits
+        trainer.model.q_head.weight.add_(0.02 * torch.randn_like(trainer.model.q_head.weight))
+        trainer.target = {k: v + 0.05 * torch.randn_like(v) for k, v in trainer.target.items()}
+    records = [LoggedResponse(p, w, r) for p in PROMPTS[:3] for w, r in [("yes", 1.0), ("maybe so, I think", 0.2)]]
+    head = trainer.model.q_head
+
+    def run(fn):
+        head.zero_grad()
+        loss, stats = fn()
+        loss.backward()
+        return loss.detach(), stats, head.weight.grad.clone(), head.bias.grad.clone()
+
+    full = run(lambda: trainer.loss(trainer.batch(records)))
+    cached = run(lambda: trainer.cached_loss(records))
+    assert len(trainer.cache) == len(records)
+    assert max(c.valid.sum(-1).max().item() for c in trainer.cache.values()) > 1
+    assert torch.allclose(full[0], cached[0], atol=1e-6)
+    assert full[1].keys() == cached[1].keys()
+    for key in full[1]:
+        assert abs(full[1][key] - cached[1][key]) < 1e-5, key
+    assert torch.allclose(full[2], cached[2], atol=1e-6) and torch.allclose(full[3], cached[3], atol=1e-6)
+    assert full[2].abs().sum() > 0
+
+
+@pytest.mark.parametrize("q_trunk,cache", [("shared", "true"), ("shared", "false"), ("separate", "false")])
+def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk, cache):
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk, "--cache_states", cache)
+    assert (trainer.cache is not None) == (cache == "true")
     records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
     rng = random.Random(0)
     history = [trainer.step(rng.sample(records, 8)) for _ in range(100)]
