@@ -26,7 +26,7 @@ from common.config import parse_args, to_dict
 from common.data import DataError, batch_for_step
 from common.engines import check_processes, ds_config
 from common.models import load_model_and_tokenizer, save_model_folder
-from common.precision import resolve_precision
+from common.precision import autocast, resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, Sample, load_domains
 from common.runs import FINAL, open_run_dir
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     distributed.barrier()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process
-        report = evaluate(model, tokenizer, held_out, cfg, scorer, domains, cfg.eval_taus)
+        with autocast(cfg.precision, distributed.device()):
+            report = evaluate(model, tokenizer, held_out, cfg, scorer, domains, cfg.eval_taus)
         (run_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
         if wandb_run is not None:
             wandb_run.summary.update({f"eval/{k}": v for k, v in report.items() if isinstance(v, float)})

@@ -24,6 +24,7 @@ from bcq_offline.losses import allowed_actions, double_q_targets, polyak_update,
 from bcq_offline.model import BCQModel, q_at, target_q, trainable_copy
 from common import distributed
 from common.engines import Trainable, zero_stage
+from common.precision import autocast
 
 
 @dataclass
@@ -144,7 +145,8 @@ class BCQTrainer:
         from tqdm.auto import tqdm
 
         for start in tqdm(starts, desc="caching G's states", disable=not progress, leave=False):
-            self._cache_batch(todo[start : start + size])
+            with autocast(self.cfg.precision, self.device):
+                self._cache_batch(todo[start : start + size])
 
     def _cache_batch(self, records: list[LoggedResponse]) -> None:
         b, m = self.batch(records), self.model
@@ -202,12 +204,11 @@ class BCQTrainer:
 
     def step(self, records: list[LoggedResponse]) -> dict[str, float]:
         self.q.train()
-        if self.cache is not None:
-            loss, stats = self.cached_loss(records)
-            self.q.backward_step(loss)
-            self.update_target()
-            return distributed.mean_across(stats)
-        loss, stats = self.loss(self.batch(records))
+        with autocast(self.cfg.precision, self.device):  # bf16 matmuls where the device runs them fast
+            if self.cache is not None:
+                loss, stats = self.cached_loss(records)
+            else:
+                loss, stats = self.loss(self.batch(records))
         self.q.backward_step(loss)
         self.update_target()
         return distributed.mean_across(stats)

@@ -28,6 +28,11 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags
 
 
+@lru_cache(maxsize=1)
+def _warn_slow_bf16() -> None:  # once per process
+    log.warning("precision=bf16 requested but this device has no fast bf16; it will run, slowly")
+
+
 def resolve_precision(requested: str) -> Literal["bf16", "fp32"]:
     """`auto` → bf16 on a bf16-capable GPU or CPU, else fp32; explicit values are kept."""
     if requested == "fp32":
@@ -38,6 +43,15 @@ def resolve_precision(requested: str) -> Literal["bf16", "fp32"]:
         supported = cpu_has_fast_bf16()
     if requested == "bf16":
         if not supported:
-            log.warning("precision=bf16 requested but this device has no fast bf16; it will run, slowly")
+            _warn_slow_bf16()
         return "bf16"
     return "bf16" if supported else "fp32"
+
+
+def autocast(requested: str, device: torch.device | str):
+    """A context running matmuls in bf16 when `requested` resolves to bf16 on `device`, else nothing."""
+    import contextlib
+
+    if resolve_precision(requested) != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

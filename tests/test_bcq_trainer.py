@@ -169,3 +169,15 @@ def test_behaviour_cloning_raises_the_likelihood_of_the_logged_responses(tiny_mo
         after = response_nll(g, encode(records)).item()
     assert len(losses) == 20 and after < before - 0.3, (before, after)  # measured 6.24 → 5.81
     assert not any("lora" in n for n, _ in g.named_parameters()), "the adapters are merged: G is a plain model"
+
+
+def test_bf16_precision_trains_the_head(tiny_model_dir):
+    """precision: bf16 runs the trunk and Q under bf16 autocast (cached and uncached paths)."""
+    records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
+    for cache in ("true", "false"):
+        trainer = make_trainer(tiny_model_dir, "--precision", "bf16", "--cache_states", cache)
+        before = trainer.model.q_head.weight.detach().clone()
+        stats = trainer.step(records[:8])
+        assert torch.isfinite(torch.tensor(stats["loss/td"])) and stats["loss/td"] > 0
+        assert not torch.equal(before, trainer.model.q_head.weight)
+        assert trainer.model.q_head.weight.dtype == torch.float32  # weights stay fp32; only the matmuls drop
