@@ -114,20 +114,8 @@ class BCQTrainer:
         cfg, mask = self.cfg, b.response_mask
         q_online, q_target, g_logp = self.q_values(b)
         q_taken = q_online[:, :-1].gather(-1, b.responses.unsqueeze(-1)).squeeze(-1)  # (B, T) Q(s_t, a_t)
-        rewards, terminal = token_rewards(b.rewards, mask)
         allowed_next = allowed_actions(g_logp[:, 1:], cfg.tau)  # (B, T, V) at s_{t+1}
-        y = double_q_targets(q_online[:, 1:].detach(), q_target[:, 1:], allowed_next, rewards, terminal, cfg.gamma,
-                             cfg.n_step)
-        loss = td_loss(q_taken, y, mask, cfg.huber_delta)
-        n = mask.sum().clamp(min=1)
-        stats = {
-            "loss/td": loss.item(),
-            "q/taken": ((q_taken * mask).sum() / n).item(),
-            "q/target": ((y * mask).sum() / n).item(),
-            "q/first_token": q_taken[:, 0].mean().item(),
-            "return/logged": b.rewards.mean().item(),
-            "constraint/allowed_tokens": (allowed_next.sum(-1).float() * mask).sum().item() / n.item(),
-        }
+        loss, stats = self._td(q_taken, q_online[:, 1:].detach(), q_target[:, 1:], allowed_next, b.rewards, mask)
         return loss, stats
 
     # --- state cache (shared trunk)
@@ -187,20 +175,26 @@ class BCQTrainer:
         q_taken = q[:, :-1, 0]  # (B, T) Q(s_t, a_t)
         with torch.no_grad():
             q_target_next = q_at(self.target["q_head.weight"], self.target["q_head.bias"], hidden[:, 1:], ids[:, 1:, 1:])
-        rewards, terminal = token_rewards(torch.tensor([c.reward for c in items], device=dev), mask)
-        y = double_q_targets(q[:, 1:, 1:].detach(), q_target_next, valid, rewards, terminal, self.cfg.gamma,
-                             self.cfg.n_step)
-        loss = td_loss(q_taken, y, mask, self.cfg.huber_delta)
-        count = mask.sum().clamp(min=1)
-        stats = {
-            "loss/td": loss.item(),
-            "q/taken": ((q_taken * mask).sum() / count).item(),
-            "q/target": ((y * mask).sum() / count).item(),
-            "q/first_token": q_taken[:, 0].mean().item(),
-            "return/logged": float(sum(c.reward for c in items) / n),
-            "constraint/allowed_tokens": (valid.sum(-1).float() * mask).sum().item() / count.item(),
-        }
+        rewards = torch.tensor([c.reward for c in items], device=dev)
+        loss, stats = self._td(q_taken, q[:, 1:, 1:].detach(), q_target_next, valid, rewards, mask)
         return loss, stats
+
+    def _td(self, q_taken, q_online_next, q_target_next, allowed_next, rewards, mask):
+        """Huber TD loss of Q(s_t, a_t) (B, T) against the (n-step) double-Q targets, and its statistics.
+        The last axis of the `*_next` tensors is the vocabulary or any subset of it holding the allowed tokens."""
+        cfg = self.cfg
+        token_r, terminal = token_rewards(rewards, mask)
+        y = double_q_targets(q_online_next, q_target_next, allowed_next, token_r, terminal, cfg.gamma, cfg.n_step)
+        loss = td_loss(q_taken, y, mask, cfg.huber_delta)
+        n = mask.sum().clamp(min=1)
+        return loss, {
+            "loss/td": loss.item(),
+            "q/taken": ((q_taken * mask).sum() / n).item(),
+            "q/target": ((y * mask).sum() / n).item(),
+            "q/first_token": q_taken[:, 0].mean().item(),
+            "return/logged": rewards.float().mean().item(),
+            "constraint/allowed_tokens": (allowed_next.sum(-1).float() * mask).sum().item() / n.item(),
+        }
 
     def step(self, records: list[LoggedResponse]) -> dict[str, float]:
         self.q.train()
