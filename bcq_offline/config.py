@@ -80,6 +80,10 @@ class BCQStageConfig(RunOptions):
         True, help="shared trunk: compute G's hidden states and allowed tokens once per record and reuse them "
         "(same targets; a step then costs a head forward, not a trunk pass). Off under ZeRO-3"
     )
+    cache_max_gb: float = param(
+        8.0, help="largest state cache per process (records × (max_response_tokens + 1) × hidden × 4 bytes); "
+        "a larger one is not built and every step runs the trunk"
+    )
 
     # --- decoding
     decode: Literal["greedy", "sample"] = param("greedy", help="argmax of Q over allowed tokens, or softmax(Q/T) sampling")

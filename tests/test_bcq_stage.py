@@ -45,6 +45,12 @@ def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tmp_path):
     assert len(out[0].tokens) >= 1
 
 
+def test_a_state_cache_over_its_budget_is_not_built(tiny_model_dir, tmp_path, caplog):
+    main(args(tiny_model_dir, tmp_path, "--cache_max_gb", "0"))
+    assert "state cache" in caplog.text and "not built" in caplog.text
+    assert [r["step"] for r in read_metrics(tmp_path / "tiny")] == [1, 2, 3, 4, 5, 6]  # trained through the trunk
+
+
 def test_generate_cli_answers_from_a_saved_model(tiny_model_dir, tmp_path):
     main(args(tiny_model_dir, tmp_path, "--steps", "2"))
     proc = subprocess.run(
