@@ -139,14 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     rank, world = distributed.rank(), distributed.world_size()
     if trainer.cache is not None:  # every record this rank will visit, from step 0 (a resumed run caches the same)
         visits = [r for step in range(cfg.steps) for r in batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world]]
-        hidden = trainer.model.lm.config.hidden_size
-        size_gb = len({id(r) for r in visits}) * (cfg.max_response_tokens + 1) * hidden * 4 / 1e9
-        if size_gb > cfg.cache_max_gb:
-            log.warning("state cache of up to %.1f GB > cache_max_gb %.1f: not built, every step runs the trunk",
-                        size_gb, cfg.cache_max_gb)
-            trainer.cache = None
-        else:
-            trainer.warm_cache(visits, progress=main_rank)
+        trainer.build_cache(visits, progress=main_rank)
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="BCQ", disable=not main_rank):
         stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
         if main_rank:

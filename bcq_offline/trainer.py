@@ -13,10 +13,12 @@ the full-vocabulary path, without a trunk pass.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
@@ -25,6 +27,8 @@ from bcq_offline.model import BCQModel, q_at, target_q, trainable_copy
 from common import distributed
 from common.engines import Trainable, zero_stage
 from common.precision import autocast
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +124,20 @@ class BCQTrainer:
 
     # --- state cache (shared trunk)
 
+    def build_cache(self, records: list[LoggedResponse], progress: bool = False) -> None:
+        """Cache `records` (those the run will visit) unless the cache would outgrow `cache_max_gb`
+        (records × (max_response_tokens + 1) × hidden fp32): then warn and run the trunk every step."""
+        if self.cache is None:
+            return
+        hidden = self.model.lm.config.hidden_size
+        size_gb = len({id(r) for r in records}) * (self.cfg.max_response_tokens + 1) * hidden * 4 / 1e9
+        if size_gb > self.cfg.cache_max_gb:
+            log.warning("state cache of up to %.1f GB > cache_max_gb %.1f: not built, every step runs the trunk",
+                        size_gb, self.cfg.cache_max_gb)
+            self.cache = None
+            return
+        self.warm_cache(records, progress)
+
     @torch.no_grad()
     def warm_cache(self, records: list[LoggedResponse], progress: bool = False) -> None:
         """Cache the trunk's states for every record not cached yet, in batches of similar length
@@ -130,8 +148,6 @@ class BCQTrainer:
         todo.sort(key=lambda r: (len(repr(r.prompt)) + len(r.response), r.where))
         size = 2 * self.cfg.batch_size
         starts = range(0, len(todo), size)
-        from tqdm.auto import tqdm
-
         for start in tqdm(starts, desc="caching G's states", disable=not progress, leave=False):
             with autocast(self.cfg.precision, self.device):
                 self._cache_batch(todo[start : start + size])

@@ -24,7 +24,7 @@ from torch import nn
 from common import distributed
 from common.engines import Trainable, inference_module, zero_stage
 from common.models import load_model_and_tokenizer
-from common.precision import resolve_precision
+from common.precision import autocast
 from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
 from ppo.config import PPOStageConfig
 from ppo.data import Prompt
@@ -136,7 +136,6 @@ class PPOTrainer:
                  ds: dict | None = None):
         self.cfg, self.tokenizer, self.score_fn = cfg, tokenizer, score_fn
         self.device = distributed.device()
-        self.bf16 = resolve_precision(cfg.precision) == "bf16"
         if cfg.finetune == "full":  # the reference is a frozen copy (partitioned under ZeRO-3)
             self.ref_policy = inference_module(copy.deepcopy(policy), ds)
         else:  # the reference is the same weights with the adapters switched off: no second copy
@@ -171,9 +170,7 @@ class PPOTrainer:
     # ------------------------------------------------------------------ model passes
 
     def _autocast(self):
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.cfg.precision, self.device)
 
     @staticmethod
     def _inputs(exp: Experience, rows, prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
