@@ -6,10 +6,16 @@ and frozen critic layers (the default recipe's shapes; `--finetune full` trains 
 both). TRL runs in its own venv (`.cache/bench/venv-trl-1.9.2`, made on first use: TRL 1.9.2 is
 the last release with PPO). Each side runs in a fresh process: one warm-up step, then `--steps`
 timed steps. Printed: episodes/s, response tokens/s (up to and including EOS), peak resident
-memory, the ratios; then our time split (generate / score / train) and one PPO step against
-the sum of its necessary model passes timed alone on the same batch.
+memory (and peak GPU memory on a GPU), the warm-up step's time (it holds any compiling), the
+ratios; then our time split (generate / score / train) and one PPO step against the sum of its
+necessary model passes timed alone on the same batch. On a GPU both sides run there.
 
     .venv/bin/python bench/ppo_speed.py [--steps 4] [--finetune lora|full] [--precision fp32|bf16]
+        [--model DIR] [--peer_python PATH] [--compile_generation auto|true|false]
+
+`--model` swaps the embedded default model for another folder with the same files (e.g. a
+random-init model of the same architecture where the default model is not installed);
+`--peer_python` names an interpreter that already has TRL 1.9.2 (no venv is made then).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -30,28 +37,31 @@ BENCH_RM = REPO / ".cache/bench/reward_model"
 
 
 def settings(args) -> dict:
+    from common.default_model import ensure_default_model
+
     prompts = []
     for path in sorted((REPO / "data/prompts").glob("*.jsonl")):
         for line in path.read_text().splitlines():
             row = json.loads(line)
             prompts.append((row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"], row["domain"]))
-    from common.default_model import ensure_default_model
-
     return {
-        "policy": str(ensure_default_model()), "reward_model": str(BENCH_RM),
+        "policy": args.model or str(ensure_default_model()), "reward_model": str(BENCH_RM),
         "prompts": [p for p, _ in prompts], "domains": [d for _, d in prompts],
         "steps": args.steps, "batch": args.batch, "mini_batch": args.batch, "ppo_epochs": args.epochs,
         "max_new_tokens": args.max_new_tokens, "temperature": 1.0, "policy_lr": 1e-4, "kl_coef": 0.1,
         "missing_eos_penalty": 1.0, "finetune": args.finetune, "lora_rank": 16, "lora_alpha": 32,
         "lora_layers": list(range(20, 30)), "critic_freeze_layers": 20 if args.finetune == "lora" else 0,
         "precision": args.precision, "seed": 0, "threads": os.cpu_count(),
+        "compile_generation": {"auto": "null"}.get(args.compile_generation, args.compile_generation),
     }
 
 
 def ensure_reward_model(policy: str) -> None:
-    """A reward/value model both sides load: the default model with a seeded scalar head."""
-    if (BENCH_RM / "reward_config.json").is_file():
+    """A reward/value model both sides load: the policy model with a seeded scalar head."""
+    made_from = BENCH_RM / "made_from.txt"
+    if made_from.is_file() and made_from.read_text() == policy:
         return
+    shutil.rmtree(BENCH_RM, ignore_errors=True)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -63,10 +73,13 @@ def ensure_reward_model(policy: str) -> None:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "reward_config.json").write_text(json.dumps({"max_length": 512, "reward_mean": 0.0, "reward_std": 1.0}))
+    (tmp / "made_from.txt").write_text(policy)
     tmp.rename(BENCH_RM)
 
 
-def ensure_peer_venv() -> Path:
+def ensure_peer_venv(given: str | None) -> Path:
+    if given:
+        return Path(given)
     python = PEER_VENV / "bin/python"
     if not (PEER_VENV / ".installed").is_file():
         print(f"making the TRL 1.9.2 venv in {PEER_VENV} (once)…", flush=True)
@@ -83,6 +96,7 @@ def our_worker(s: dict) -> dict:
     import torch
 
     from common.config import parse_args
+    from common.engines import inference_module
     from common.models import load_model_and_tokenizer
     from common.reward import load_reward_scorer
     from common.rewards.mixer import RewardMixer, load_domains
@@ -102,24 +116,34 @@ def our_worker(s: dict) -> dict:
         "--max_new_tokens", str(s["max_new_tokens"]), "--temperature", str(s["temperature"]),
         "--policy_lr", str(s["policy_lr"]), "--kl_coef", str(s["kl_coef"]),
         "--missing_eos_penalty", str(s["missing_eos_penalty"]), "--precision", s["precision"],
+        "--compile_generation", s["compile_generation"],
     ])
     policy, tok = load_model_and_tokenizer(cfg.policy)
     scorer = load_reward_scorer(cfg.reward_model)
+    scorer.model = inference_module(scorer.model, None)  # on this process's device
     critic = build_critic(cfg.reward_model, zero_head=False, freeze_layers=cfg.critic_freeze_layers)
     trainer = PPOTrainer(cfg, policy, tok, critic, MixedReward(RewardMixer(load_domains(REPO / "configs/domains")), scorer))
     prompts = [Prompt([{"role": "user", "content": p}], d, None, "bench") for p, d in zip(s["prompts"], s["domains"])]
     batches = [[prompts[(i * s["batch"] + j) % len(prompts)] for j in range(s["batch"])] for i in range(s["steps"] + 1)]
 
-    trainer.step(batches[0])  # warm-up
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    warm = time.perf_counter()
+    trainer.step(batches[0])  # warm-up (and compiling, if any)
+    sync()
+    warm = time.perf_counter() - warm
     start, tokens, split = time.perf_counter(), 0, {"generate": 0.0, "score": 0.0, "train": 0.0}
     for batch in batches[1:]:
         stats = trainer.step(batch)
         tokens += stats["response_length"] * len(batch)
         for k in split:
             split[k] += stats[f"time/{k}"]
+    sync()
     seconds = time.perf_counter() - start
     result = {"steps": s["steps"], "episodes": s["steps"] * s["batch"], "response_tokens": tokens, "seconds": seconds,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "split": split}
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "split": split,
+              "warmup_seconds": warm, "compiled_generation": bool(trainer.generate_kwargs),
+              "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+              "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}
 
     # one step on a fixed batch vs its necessary model passes, each timed alone on that batch
     batch = batches[1]
@@ -129,14 +153,17 @@ def our_worker(s: dict) -> dict:
     trainer.score(exp, batch)
     trainer.advantages(exp)
     trainer.update(exp)
+    sync()
     step_seconds = time.perf_counter() - t0
     passes = {"generate": t1 - t0}
     texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)]
     mask = exp.response_mask
 
     def timed(name, fn):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         passes[name] = passes.get(name, 0.0) + time.perf_counter() - t
 
     # the model passes a step needs, each alone (the frozen-prefix passes are part of them)
@@ -190,6 +217,10 @@ def main() -> None:
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--finetune", choices=["lora", "full"], default="lora")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--model", help="policy model folder (default: the embedded default model)")
+    parser.add_argument("--peer_python", help="an interpreter with TRL 1.9.2 (default: the benchmark's own venv)")
+    parser.add_argument("--compile_generation", choices=["auto", "true", "false"], default="auto",
+                        help="our side's compile_generation (auto: on for CUDA)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -198,7 +229,7 @@ def main() -> None:
 
     s = settings(args)
     ensure_reward_model(s["policy"])
-    peer = ensure_peer_venv()
+    peer = ensure_peer_venv(args.peer_python)
     print(f"settings: {args.batch} episodes/step, {args.max_new_tokens} new tokens, {args.epochs} PPO epochs, "
           f"{args.finetune}, {args.precision}, {args.steps} timed steps, {s['threads']} threads", flush=True)
     ours = run_side(Path(sys.executable), [__file__, "--worker"], s)
@@ -208,10 +239,15 @@ def main() -> None:
         return r["episodes"] / r["seconds"], r["response_tokens"] / r["seconds"], r["peak_rss_mb"]
 
     (oe, ot, om), (te, tt, tm) = rates(ours), rates(theirs)
-    print(f"\n{'':24}{'episodes/s':>12}{'resp tok/s':>12}{'peak RSS MB':>13}")
-    print(f"{'rlhfkit ppo':24}{oe:12.3f}{ot:12.1f}{om:13.0f}")
-    print(f"{'TRL 1.9.2 experimental':24}{te:12.3f}{tt:12.1f}{tm:13.0f}")
-    print(f"{'ratio (ours / TRL)':24}{oe / te:12.2f}{ot / tt:12.2f}{om / tm:13.2f}")
+    gpu = ours.get("peak_gpu_mb") is not None
+    og, tg = (ours["peak_gpu_mb"], theirs["peak_gpu_mb"]) if gpu else (1.0, 1.0)
+    head = f"{'peak GPU MB':>13}" if gpu else ""
+    print(f"\n{'':24}{'episodes/s':>12}{'resp tok/s':>12}{'peak RSS MB':>13}{head}{'warm-up s':>11}")
+    print(f"{'rlhfkit ppo':24}{oe:12.3f}{ot:12.1f}{om:13.0f}" + (f"{og:13.0f}" if gpu else "") + f"{ours['warmup_seconds']:11.1f}")
+    print(f"{'TRL 1.9.2 experimental':24}{te:12.3f}{tt:12.1f}{tm:13.0f}" + (f"{tg:13.0f}" if gpu else "")
+          + f"{theirs['warmup_seconds']:11.1f}")
+    print(f"{'ratio (ours / TRL)':24}{oe / te:12.2f}{ot / tt:12.2f}{om / tm:13.2f}" + (f"{og / tg:13.2f}" if gpu else ""))
+    print(f"device: {ours['device']}; our generation compiled: {ours['compiled_generation']}")
     total = sum(ours["split"].values())
     print("\nour time split: " + ", ".join(f"{k} {v / total:.0%}" for k, v in ours["split"].items()))
     passes = sum(ours["passes"].values())

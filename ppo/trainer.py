@@ -160,6 +160,7 @@ class PPOTrainer:
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )
         self.tokenizer.padding_side = "left"
+        self.generate_kwargs = self._generation_options(ds)
         self.last_samples: list[dict] = []  # the latest rollout, for the run folder
 
     @property
@@ -221,11 +222,31 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ 1. rollout
 
+    def _generation_options(self, ds: dict | None) -> dict:
+        """`generate` options for the decoding path: a static KV cache and a compiled decoding step
+        (transformers compiles it; CUDA graphs on a GPU remove the per-kernel launch cost that
+        dominates small-batch decoding), or the default dynamic cache."""
+        on = self.cfg.compile_generation
+        if on is None:
+            on = self.device.type == "cuda" and zero_stage(ds) != 3
+        if not on:
+            return {}
+        if zero_stage(ds) == 3:
+            raise ValueError("compile_generation: true does not work under ZeRO-3 (its parameter hooks); use null or false")
+        from transformers import CompileConfig
+
+        compile_config = CompileConfig(mode="reduce-overhead" if self.device.type == "cuda" else "default")
+        compile_config._compile_all_devices = True  # transformers compiles on accelerators only unless told
+        return {"cache_implementation": "static", "compile_config": compile_config}
+
     @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Experience:
         cfg, tok = self.cfg, self.tokenizer
         texts = [tok.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False) for p in prompts]
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        # a compiled decoding step recompiles for every new cache length: prompts padded to a multiple of 64
+        pad_to = 64 if self.generate_kwargs else None
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False, pad_to_multiple_of=pad_to)
+        batch = batch.to(self.device)
         self.actor.train(False)
         with self.actor.generation_context(), self._autocast():
             out = self.policy.generate(
@@ -238,6 +259,7 @@ class PPOTrainer:
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
                 use_cache=True,
+                **self.generate_kwargs,
             )  # (B, P + T'), T' ≤ max_new_tokens
         prompt_len = batch["input_ids"].shape[1]
         responses = out[:, prompt_len:]

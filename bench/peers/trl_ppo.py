@@ -63,7 +63,12 @@ class StepClock(TrainerCallback):
     def __init__(self):
         self.times, self.tokens = [time.perf_counter()], [0]
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.times[0] = time.perf_counter()
+
     def on_step_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.times.append(time.perf_counter())
         self.tokens.append(counted["tokens"])
 
@@ -75,7 +80,8 @@ with tempfile.TemporaryDirectory() as out:
         num_ppo_epochs=s["ppo_epochs"], response_length=s["max_new_tokens"], total_episodes=len(dataset),
         stop_token="eos", temperature=s["temperature"], learning_rate=s["policy_lr"], kl_coef=s["kl_coef"],
         missing_eos_penalty=s["missing_eos_penalty"], local_rollout_forward_batch_size=s["batch"],
-        num_sample_generations=0, save_strategy="no", report_to=[], logging_steps=10_000, use_cpu=True,
+        num_sample_generations=0, save_strategy="no", report_to=[], logging_steps=10_000,
+        use_cpu=not torch.cuda.is_available(),
         bf16=s["precision"] == "bf16", seed=s["seed"], disable_tqdm=True,
     )
     trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=None, reward_model=reward,
@@ -88,4 +94,6 @@ print(json.dumps({
     "steps": len(clock.times) - 2, "episodes": (len(clock.times) - 2) * s["batch"],
     "response_tokens": clock.tokens[-1] - clock.tokens[1], "seconds": seconds,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "warmup_seconds": clock.times[1] - clock.times[0],
+    "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
 }))
