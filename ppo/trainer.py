@@ -248,7 +248,10 @@ class PPOTrainer:
         batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False, pad_to_multiple_of=pad_to)
         batch = batch.to(self.device)
         self.actor.train(False)
-        with self.actor.generation_context(), self._autocast():
+        # the compiled path decodes in the weights' own dtype: under autocast its static cache would
+        # get fp32 keys (RoPE promotes them) but bf16 values
+        precision = contextlib.nullcontext() if self.generate_kwargs else self._autocast()
+        with self.actor.generation_context(), precision:
             out = self.policy.generate(
                 **batch,
                 do_sample=True,

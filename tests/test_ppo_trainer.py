@@ -163,7 +163,11 @@ def test_compiled_generation_matches_the_default_path_and_compiles_once(tiny_mod
     torch._dynamo.reset()
     responses = {}
     for mode in ("false", "true"):
-        trainer = make_trainer(tiny_model_dir, constant(0.0), "--top_k", "1", "--compile_generation", mode)
+        # the compiled run trains under bf16 autocast but decodes in the weights' dtype (fp32): the
+        # same greedy tokens, and no static-cache dtype clash (RoPE makes keys fp32, values bf16)
+        precision = "bf16" if mode == "true" else "fp32"
+        trainer = make_trainer(tiny_model_dir, constant(0.0), "--top_k", "1", "--compile_generation", mode,
+                               "--precision", precision)
         assert bool(trainer.generate_kwargs) == (mode == "true")
         exps = [trainer.rollout(batch) for batch in (PROMPTS, longer)]
         if mode == "true":
