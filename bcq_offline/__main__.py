@@ -67,7 +67,7 @@ def build(cfg: BCQStageConfig, run_dir: Path):
                 save_model_folder(lm, tokenizer, g_folder)
             distributed.barrier()
         g_spec = str(g_folder)
-    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers)
+    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers, cfg.q_head)
     ds = None
     if cfg.deepspeed:
         bf16 = resolve_precision(cfg.precision) == "bf16"
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     online = [p for p in trainer.model.parameters() if p.requires_grad]
     with trainer.q.gathered(online):
         if main_rank:
-            save_bcq(trainer.model, trainer.tokenizer, {"base": g_spec, "q_trunk": cfg.q_trunk, "tau": cfg.tau, "lora": lora}, final)
+            save_bcq(trainer.model, trainer.tokenizer, {"base": g_spec, "q_trunk": cfg.q_trunk, "q_head": cfg.q_head, "tau": cfg.tau, "lora": lora}, final)
     distributed.barrier()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process

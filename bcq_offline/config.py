@@ -43,6 +43,11 @@ class BCQStageConfig(RunOptions):
         0, help="behaviour cloning: fine-tune G on the logged responses (imitation loss) for this many steps first; 0 = G as given"
     )
     behaviour_lr: float = param(1e-4, help="behaviour cloning learning rate (LoRA, merged into G afterwards)")
+    q_head: Literal["full", "bilinear"] = param(
+        "full",
+        help="full: a weight row per token (V × H); bilinear: Q(s, a) = e_a·(M h) + b_a on G's frozen output "
+        "embeddings (H × H + V): what is learned for a token carries over to tokens G embeds alike",
+    )
     q_init_scale: float = param(
         0.01, help="Q head starts as this × G's LM head (0 = zeros): greedy Q first agrees with greedy G"
     )

@@ -1,7 +1,10 @@
 """The BCQ networks on one causal LM.
 
-G (behaviour): the LM itself — its trunk and LM head, adapters off. Q: a linear head over the
-vocabulary, `q_head(h) = W h + b` (B, L, V), on a trunk's last hidden state h: G's own trunk
+G (behaviour): the LM itself — its trunk and LM head, adapters off. Q: a head over the
+vocabulary on a trunk's last hidden state h — `full`: Q(s, ·) = W h + b (B, L, V), a row of W
+per token; `bilinear`: Q(s, a) = e_a·(M h) + b_a with G's frozen output embeddings e_a and one
+trainable H × H matrix M, so what is learned for a token carries over to tokens G embeds
+alike — on G's own trunk
 (`shared`: frozen, so one trunk pass per batch serves G, Q and the target Q) or the same base
 with LoRA adapters of Q's own (`separate`). The target Q network is not a module: it is a copy
 of Q's trainable tensors, swapped in for a forward (`swapped_weights`, which also works under
@@ -13,13 +16,41 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.prefix import decoder_of
 
 
+class FullQHead(nn.Linear):
+    """Q(s, ·) = W h + b: a weight row per token (V × H parameters)."""
+
+    def forward(self, hidden, embeddings=None, actions=None):  # (B, T, V), or (B, T, K) at `actions`
+        if actions is None:
+            return super().forward(hidden).float()
+        return q_at(self.weight, self.bias, hidden, actions)
+
+
+class BilinearQHead(nn.Module):
+    """Q(s, a) = e_a·(M h) + b_a with G's frozen output embeddings e_a (passed in, not held):
+    H × H + V parameters. M starts at `scale` × I, so Q starts as `scale` × G's logits."""
+
+    def __init__(self, hidden: int, vocab: int, scale: float):
+        super().__init__()
+        self.proj = nn.Linear(hidden, hidden, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab))
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.eye(hidden) * scale)
+
+    def forward(self, hidden, embeddings, actions=None):
+        projected = self.proj(hidden)  # (B, T, H) M h
+        if actions is None:
+            return F.linear(projected, embeddings, self.bias).float()
+        return q_at(embeddings, self.bias, projected, actions)
+
+
 class BCQModel(nn.Module):
-    def __init__(self, lm: nn.Module, q_head: nn.Linear, separate: bool):
+    def __init__(self, lm: nn.Module, q_head: nn.Module, separate: bool):
         super().__init__()
         self.lm, self.q_head, self.separate = lm, q_head, separate
 
@@ -42,15 +73,13 @@ class BCQModel(nn.Module):
         """Q(s, ·) (B, L − start, V) at positions start… — from `hidden` (shared trunk) or Q's own trunk.
 
         With `actions` (B, L − start, K) token ids: Q(s, a) at those K tokens only (B, L − start, K),
-        W[a]·h + b[a] — what a TD step needs (the taken token, the allowed ones) at a fraction of
+        e.g. W[a]·h + b[a] — what a TD step needs (the taken token, the allowed ones) at a fraction of
         the full-vocabulary cost; the gradient reaches only those rows of the head.
         """
         if hidden is None:
             hidden = self.trunk(input_ids, attention_mask, position_ids, adapters=True)
-        hidden = hidden[:, start:]
-        if actions is None:
-            return self.q_head(hidden).float()
-        return q_at(self.q_head.weight, self.q_head.bias, hidden, actions)
+        # G's output embeddings: the bilinear head's e_a (the full head ignores them)
+        return self.q_head(hidden[:, start:], self.lm.get_output_embeddings().weight, actions)
 
 
 def q_at(weight: torch.Tensor, bias: torch.Tensor, hidden: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -60,15 +89,21 @@ def q_at(weight: torch.Tensor, bias: torch.Tensor, hidden: torch.Tensor, actions
 
 
 def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank: int = 16, lora_alpha: int = 32,
-                    lora_layers: list[int] | None = None) -> BCQModel:
-    """G's weights frozen; Q = a fresh head (+ LoRA adapters when separate) that trains."""
+                    lora_layers: list[int] | None = None, q_head: str = "full") -> BCQModel:
+    """G's weights frozen; Q = a fresh head (+ LoRA adapters when separate) that trains.
+    Either head starts as `q_init_scale` × G's logits: greedy Q first agrees with greedy G."""
     lm.requires_grad_(False)
     lm_head = lm.get_output_embeddings()
-    hidden, vocab = lm_head.weight.shape[1], lm_head.weight.shape[0]
-    q_head = nn.Linear(hidden, vocab, bias=True)
-    with torch.no_grad():  # Q starts as a scaled copy of G's logits: greedy Q first agrees with greedy G
-        q_head.weight.copy_(lm_head.weight * q_init_scale)
-        q_head.bias.zero_()
+    vocab, hidden = lm_head.weight.shape
+    if q_head == "bilinear":
+        head = BilinearQHead(hidden, vocab, q_init_scale)
+    elif q_head == "full":
+        head = FullQHead(hidden, vocab, bias=True)
+        with torch.no_grad():
+            head.weight.copy_(lm_head.weight * q_init_scale)
+            head.bias.zero_()
+    else:
+        raise ValueError(f"q_head must be 'full' or 'bilinear', got {q_head!r}")
     separate = q_trunk == "separate"
     if separate:
         from peft import LoraConfig, get_peft_model
@@ -77,7 +112,7 @@ def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank:
             r=lora_rank, lora_alpha=lora_alpha, layers_to_transform=lora_layers, task_type="CAUSAL_LM",
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         ))
-    return BCQModel(lm, q_head, separate)
+    return BCQModel(lm, head, separate)
 
 
 def trainable_copy(model: nn.Module) -> dict[str, torch.Tensor]:

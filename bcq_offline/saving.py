@@ -38,7 +38,8 @@ def load_bcq(folder: str | Path) -> tuple[BCQModel, object, dict]:
     meta = json.loads((folder / BCQ_CONFIG).read_text())
     lm, tokenizer = load_model_and_tokenizer(meta["base"])
     lora = meta.get("lora", {})
-    model = build_bcq_model(lm, meta["q_trunk"], 0.0, lora.get("rank", 16), lora.get("alpha", 32), lora.get("layers"))
+    model = build_bcq_model(lm, meta["q_trunk"], 0.0, lora.get("rank", 16), lora.get("alpha", 32), lora.get("layers"),
+                            meta.get("q_head", "full"))
     tensors = load_file(str(folder / WEIGHTS))
     missing = {n for n, p in model.named_parameters() if p.requires_grad} - set(tensors)
     if missing:

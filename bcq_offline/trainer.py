@@ -17,13 +17,12 @@ import logging
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
 from bcq_offline.losses import allowed_actions, double_q_targets, polyak_update, td_loss, token_rewards
-from bcq_offline.model import BCQModel, q_at, target_q, trainable_copy
+from bcq_offline.model import BCQModel, target_q, trainable_copy
 from common import distributed
 from common.engines import Trainable, zero_stage
 from common.precision import autocast
@@ -110,8 +109,7 @@ class BCQTrainer:
             q_target = target_q(m, self.target, **inputs, start=start)
         else:  # the trunk is G's and frozen: its hidden state serves Q and Q' too
             q_online = self.q(hidden=g_hidden)
-            with torch.no_grad():
-                q_target = F.linear(g_hidden, self.target["q_head.weight"], self.target["q_head.bias"]).float()
+            q_target = target_q(m, self.target, hidden=g_hidden)
         return q_online, q_target, g_logp
 
     def loss(self, b: TokenBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -190,7 +188,7 @@ class BCQTrainer:
         q = self.q(hidden=hidden, actions=ids)  # (B, T+1, 1+K) with grad
         q_taken = q[:, :-1, 0]  # (B, T) Q(s_t, a_t)
         with torch.no_grad():
-            q_target_next = q_at(self.target["q_head.weight"], self.target["q_head.bias"], hidden[:, 1:], ids[:, 1:, 1:])
+            q_target_next = target_q(self.model, self.target, hidden=hidden[:, 1:], actions=ids[:, 1:, 1:])
         rewards = torch.tensor([c.reward for c in items], device=dev)
         loss, stats = self._td(q_taken, q[:, 1:, 1:].detach(), q_target_next, valid, rewards, mask)
         return loss, stats

@@ -26,7 +26,8 @@ def make_trainer(model_dir, *overrides: str) -> BCQTrainer:
                                       "--polyak", "0.05", "--batch_size", "8", *overrides])
     torch.manual_seed(0)
     lm, tok = load_model_and_tokenizer(str(model_dir))
-    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, lora_rank=4, lora_alpha=8, lora_layers=cfg.lora_layers)
+    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, lora_rank=4, lora_alpha=8, lora_layers=cfg.lora_layers,
+                            q_head=cfg.q_head)
     return BCQTrainer(cfg, model, tok)
 
 
@@ -44,16 +45,18 @@ def test_batch_layout_puts_the_reward_state_positions_where_the_trainer_reads_th
     assert cut.response_mask.sum(1).tolist() == [2, 2]
 
 
-@pytest.mark.parametrize("q_trunk", ["shared", "separate"])
-def test_target_network_moves_by_polyak_averaging(tiny_model_dir, q_trunk):
-    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk)
+@pytest.mark.parametrize("q_trunk,q_head", [("shared", "full"), ("separate", "full"), ("shared", "bilinear")])
+def test_target_network_moves_by_polyak_averaging(tiny_model_dir, q_trunk, q_head):
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk, "--q_head", q_head)
     before = {k: v.clone() for k, v in trainer.target.items()}
     online_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert before.keys() == online_before.keys()
     if q_trunk == "separate":
         assert any("lora_" in k for k in before) and "q_head.weight" in before
-    else:
+    elif q_head == "full":
         assert set(before) == {"q_head.weight", "q_head.bias"}
+    else:  # M and the per-token bias; G's output embeddings stay G's
+        assert set(before) == {"q_head.proj.weight", "q_head.bias"}
     records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
     stats = trainer.step(records[:8])
     assert stats["loss/td"] > 0
@@ -88,22 +91,24 @@ def test_target_forward_computes_with_the_target_weights_and_leaves_the_online_o
     assert all(torch.equal(p, online[n]) for n, p in model.named_parameters() if p.requires_grad)
 
 
-def test_cached_states_give_the_same_loss_and_gradients_as_the_trunk_pass(tiny_model_dir):
+@pytest.mark.parametrize("q_head", ["full", "bilinear"])
+def test_cached_states_give_the_same_loss_and_gradients_as_the_trunk_pass(tiny_model_dir, q_head):
     """The state cache is an optimisation only: same TD loss, statistics and head gradients."""
-    trainer = make_trainer(tiny_model_dir, "--tau", "0.05")  # several allowed tokens per step
+    trainer = make_trainer(tiny_model_dir, "--tau", "0.05", "--q_head", q_head)  # several allowed tokens per step
     assert trainer.cache is not None
+    head = trainer.model.q_head
+    weight = head.weight if q_head == "full" else head.proj.weight
     torch.manual_seed(1)
     with torch.no_grad():  # a target network ≠ the online one, and a Q that is not G's scaled logits
-        trainer.model.q_head.weight.add_(0.02 * torch.randn_like(trainer.model.q_head.weight))
+        weight.add_(0.02 * torch.randn_like(weight))
         trainer.target = {k: v + 0.05 * torch.randn_like(v) for k, v in trainer.target.items()}
     records = [LoggedResponse(p, w, r) for p in PROMPTS[:3] for w, r in [("yes", 1.0), ("maybe so, I think", 0.2)]]
-    head = trainer.model.q_head
 
     def run(fn):
         head.zero_grad()
         loss, stats = fn()
         loss.backward()
-        return loss.detach(), stats, head.weight.grad.clone(), head.bias.grad.clone()
+        return loss.detach(), stats, weight.grad.clone(), head.bias.grad.clone()
 
     full = run(lambda: trainer.loss(trainer.batch(records)))
     cached = run(lambda: trainer.cached_loss(records))
@@ -117,9 +122,11 @@ def test_cached_states_give_the_same_loss_and_gradients_as_the_trunk_pass(tiny_m
     assert full[2].abs().sum() > 0
 
 
-@pytest.mark.parametrize("q_trunk,cache", [("shared", "true"), ("shared", "false"), ("separate", "false")])
-def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk, cache):
-    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk, "--cache_states", cache)
+@pytest.mark.parametrize("q_trunk,cache,q_head", [
+    ("shared", "true", "full"), ("shared", "false", "full"), ("separate", "false", "full"), ("shared", "true", "bilinear"),
+])
+def test_bcq_decoding_beats_the_behaviour_policy_on_a_toy_task(tiny_model_dir, q_trunk, cache, q_head):
+    trainer = make_trainer(tiny_model_dir, "--q_trunk", q_trunk, "--cache_states", cache, "--q_head", q_head)
     assert (trainer.cache is not None) == (cache == "true")
     records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
     rng = random.Random(0)
@@ -181,3 +188,20 @@ def test_bf16_precision_trains_the_head(tiny_model_dir):
         assert torch.isfinite(torch.tensor(stats["loss/td"])) and stats["loss/td"] > 0
         assert not torch.equal(before, trainer.model.q_head.weight)
         assert trainer.model.q_head.weight.dtype == torch.float32  # weights stay fp32; only the matmuls drop
+
+
+def test_a_saved_bilinear_model_reloads_with_the_same_q(tiny_model_dir, tmp_path):
+    from bcq_offline.saving import load_bcq, save_bcq
+
+    trainer = make_trainer(tiny_model_dir, "--q_head", "bilinear")
+    records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]
+    trainer.step(records[:8])
+    save_bcq(trainer.model, trainer.tokenizer, {"base": str(tiny_model_dir), "q_trunk": "shared", "q_head": "bilinear",
+                                                "tau": 0.3, "lora": {}}, tmp_path / "model")
+    loaded, _, meta = load_bcq(tmp_path / "model")
+    assert meta["q_head"] == "bilinear" and type(loaded.q_head) is type(trainer.model.q_head)
+    b = trainer.batch(records[:2])
+    with torch.no_grad():
+        want = trainer.model(**b.inputs(), start=b.prompt_len - 1)
+        got = loaded(**b.inputs(), start=b.prompt_len - 1)
+    assert torch.allclose(got, want, atol=1e-5)
