@@ -11,6 +11,7 @@ Chat records are lists of `{"role": ..., "content": ...}` messages. Three row sh
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
@@ -157,12 +158,16 @@ def batch_for_step(items: list, step: int, size: int, seed: int) -> list:
     """The items of step `step`: consecutive slices of a per-epoch seeded shuffle, so that the
     data position of a run is its step number (what makes resume exact)."""
     n = len(items)
-    orders: dict[int, list[int]] = {}
     out = []
     for k in range(step * size, (step + 1) * size):
         epoch, pos = divmod(k, n)
-        if epoch not in orders:
-            orders[epoch] = list(range(n))
-            random.Random(seed + epoch).shuffle(orders[epoch])
-        out.append(items[orders[epoch][pos]])
+        out.append(items[_epoch_order(n, seed, epoch)[pos]])
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The shuffle of epoch `epoch`, computed once (a run asks for it once per step)."""
+    order = list(range(n))
+    random.Random(seed + epoch).shuffle(order)
+    return tuple(order)
