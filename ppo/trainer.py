@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from common import distributed
+from common.config import ConfigError
 from common.engines import Trainable, inference_module, zero_stage
 from common.models import load_model_and_tokenizer
 from common.precision import autocast
@@ -136,6 +137,7 @@ class PPOTrainer:
                  ds: dict | None = None):
         self.cfg, self.tokenizer, self.score_fn = cfg, tokenizer, score_fn
         self.device = distributed.device()
+        self.generate_kwargs = self._generation_options(ds)  # first: a bad combination fails before any model work
         if cfg.finetune == "full":  # the reference is a frozen copy (partitioned under ZeRO-3)
             self.ref_policy = inference_module(copy.deepcopy(policy), ds)
         else:  # the reference is the same weights with the adapters switched off: no second copy
@@ -160,7 +162,6 @@ class PPOTrainer:
             AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
         )
         self.tokenizer.padding_side = "left"
-        self.generate_kwargs = self._generation_options(ds)
         self.last_samples: list[dict] = []  # the latest rollout, for the run folder
 
     @property
@@ -232,7 +233,8 @@ class PPOTrainer:
         if not on:
             return {}
         if zero_stage(ds) == 3:
-            raise ValueError("compile_generation: true does not work under ZeRO-3 (its parameter hooks); use null or false")
+            raise ConfigError(f"compile_generation: true does not work under ZeRO-3 ({self.cfg.deepspeed}: its parameter "
+                              "hooks); leave it null (auto) or set it false")
         from transformers import CompileConfig
 
         compile_config = CompileConfig(mode="reduce-overhead" if self.device.type == "cuda" else "default")

@@ -181,3 +181,12 @@ def test_compiled_generation_matches_the_default_path_and_compiles_once(tiny_mod
         responses[mode] = [exp.responses * exp.response_mask.long() for exp in exps]
     for off, on in zip(responses["false"], responses["true"]):
         assert torch.equal(off, on)
+
+
+def test_compiled_generation_under_zero3_is_a_config_error(tiny_model_dir):
+    from common.config import ConfigError
+
+    cfg = parse_args(PPOStageConfig, ["--compile_generation", "true", "--deepspeed", "configs/deepspeed/zero3.json"])
+    policy, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
+    with pytest.raises(ConfigError, match="compile_generation.*ZeRO-3.*zero3.json"):
+        PPOTrainer(cfg, policy, tokenizer, None, constant(0.0), ds={"zero_optimization": {"stage": 3}})
