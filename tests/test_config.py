@@ -125,3 +125,11 @@ def test_cluster_ppo_recipe_is_zero3_full_finetuning_in_bf16(repo):
     cfg = parse_args(PPOStageConfig, ["--config", str(repo / "configs/ppo/cluster-qwen3-8b.yaml")])
     assert cfg.finetune == "full" and cfg.deepspeed.endswith("zero3.json") and cfg.precision == "bf16"
     assert cfg.prompts_per_step % 8 == 0 and cfg.mini_batch_size % 8 == 0  # divisible over 8 GPUs
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs/bcq_offline").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bcq_recipe_parses(recipe):
+    from bcq_offline.config import BCQStageConfig
+
+    cfg = parse_args(BCQStageConfig, ["--config", str(recipe)])
+    assert cfg.data and cfg.output_root == "runs/bcq"
