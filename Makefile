@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft rm ppo bcq annotate bench bench-ppo bench-annotation default-model clean-runs
+.PHONY: setup test sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -53,13 +53,22 @@ rm: $(VENV)/.installed
 	$(call launch,reward_model,configs/reward_model/default.yaml)
 
 # With the default recipe, PPO first builds what it stands on: the default SFT and reward
-# models (skipped when their run folders already hold a model).
+# models (skipped when their run folders already hold a model), and ends by evaluating the new
+# policy against the SFT model on the held-out prompts (configs/evaluation/default.yaml).
 ppo: $(VENV)/.installed
 ifeq ($(CONFIG),)
 	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
 	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
 endif
 	$(call launch,ppo,configs/ppo/default.yaml)
+ifeq ($(CONFIG),)
+	@$(MAKE) --no-print-directory eval CONFIG= ARGS= DS=
+endif
+
+# Held-out evaluation: policies against a baseline (default: the PPO policy against SFT).
+# Several processes (NPROC=N) split the prompts; no DeepSpeed config is needed.
+eval: $(VENV)/.installed
+	$(call launch,evaluation,configs/evaluation/default.yaml)
 
 # Offline BCQ: the default recipe also stands on the default SFT and reward models.
 bcq: $(VENV)/.installed
@@ -80,6 +89,10 @@ bench: $(VENV)/.installed
 # PPO against TRL 1.9.2 (its own venv under .cache/bench, made on first use); minutes
 bench-ppo: $(VENV)/.installed
 	$(PYTHON) bench/ppo_speed.py $(ARGS)
+
+# the evaluation stage's speed: 2 policies × 60 prompts × 2 samples × 64 tokens, default model
+bench-eval: $(VENV)/.installed
+	$(PYTHON) bench/eval_speed.py $(ARGS)
 
 # 50 simulated annotators against a real server for 60 s (+ a closed-loop ceiling run)
 bench-annotation: $(VENV)/.installed

@@ -2,9 +2,11 @@
 
   users add NAME --role annotator|admin     (password read from $ANNOTATION_PASSWORD or asked)
   users list | users disable NAME | users enable NAME
-  import FILE [--format auto|jsonl|hh] [--limit N]   (all or nothing)
-  generate PROMPTS --model runs/sft/default/model [--k 4] [--max_new_tokens 128]   (K sampled candidates per prompt)
-  export OUT_DIR [--combine all|majority]
+  import FILE [--format auto|jsonl|hh] [--limit N] [--batch NAME]   (all or nothing)
+  generate PROMPTS --model runs/sft/default/model [--k 4] [--max_new_tokens 128] [--batch NAME]
+           (K sampled candidates per prompt)
+  export OUT_DIR [--combine all|majority] [--batch NAME]
+        (without --batch: every batch but evaluations' `eval:…` ones, which are held out)
   serve [--config configs/annotation/default.yaml] [--host H] [--port P] [--KEY VALUE …]
         (the browser app; any AnnotationConfig field can be overridden, e.g. --overlap 3)
 
@@ -39,15 +41,18 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("file")
     imp.add_argument("--format", choices=["auto", "jsonl", "hh"], default="auto")
     imp.add_argument("--limit", type=int, default=None)
+    imp.add_argument("--batch", default=None, help="name this import (e.g. round-2); the export can pick it")
     gen = sub.add_parser("generate")
     gen.add_argument("prompts")
     gen.add_argument("--model", default="runs/sft/default/model", help="model spec: SFT output, default, a folder")
     gen.add_argument("--k", type=int, default=4)
     gen.add_argument("--max_new_tokens", type=int, default=128)
     gen.add_argument("--limit", type=int, default=None)
+    gen.add_argument("--batch", default=None, help="name this import (e.g. round-2); the export can pick it")
     exp = sub.add_parser("export")
     exp.add_argument("out_dir")
     exp.add_argument("--combine", choices=["all", "majority"], default="all")
+    exp.add_argument("--batch", default=None, help="export this batch only")
     sub.add_parser("serve", help="start the labelling app", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "serve":
@@ -90,18 +95,18 @@ def main(argv: list[str] | None = None) -> None:
         from annotation_ui.tasks import read_tasks
 
         tasks, skipped = read_tasks(args.file, args.format, args.limit)
-        ids = store.add_tasks(tasks)
+        ids = store.add_tasks(tasks, args.batch)
         print(f"imported {len(ids)} tasks from {args.file}" + (f" ({skipped} unpaired HH rows skipped)" if skipped else ""))
     elif args.command == "generate":
         from annotation_ui.tasks import generate_tasks
 
         tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, limit=args.limit)
-        ids = store.add_tasks(tasks)
+        ids = store.add_tasks(tasks, args.batch)
         print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}")
     elif args.command == "export":
         from annotation_ui.export import export
 
-        counts = export(store, args.out_dir, args.combine)
+        counts = export(store, args.out_dir, args.combine, batch=args.batch)
         print(f"exported {counts['pairs']} pairs and {counts['rankings']} rankings to {args.out_dir}")
 
 

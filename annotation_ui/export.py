@@ -8,10 +8,12 @@ model trains on):
   tied pairs are dropped. `combine`: `all` = one row per vote; `majority` = one row per pair
   that more than half of the task's annotators ordered that way (rank_gap = their mean gap).
 - `rankings.jsonl`: the raw per-annotator rankings `{prompt, responses, ranks, domain, scores?,
-  annotator}` (the listwise loss uses them).
+  annotator, task_id, batch, model_ids}` (the listwise loss uses them; the evaluation stage reads
+  its blind comparisons back from them).
 
 Only the latest version of each annotator's label counts; flagged labels and gold tasks are left
-out. Files are written to temporary names and renamed, so an export is never half-written.
+out. `batch` picks one import batch; without it every batch is exported except evaluation batches
+(`eval:…`): an evaluation's held-out prompts must not become training data. Files are written to temporary names and renamed, so an export is never half-written.
 """
 
 from __future__ import annotations
@@ -25,10 +27,19 @@ from pathlib import Path
 from annotation_ui.store import Store
 
 
-def collect(store: Store) -> dict[int, tuple[object, list]]:
+EVAL_BATCH_PREFIX = "eval:"
+
+
+def in_export(task, batch: str | None) -> bool:
+    if batch is not None:
+        return task.batch == batch
+    return not (task.batch or "").startswith(EVAL_BATCH_PREFIX)
+
+
+def collect(store: Store, batch: str | None = None) -> dict[int, tuple[object, list]]:
     """task id → (task, [(user name, label), ...]) for unflagged latest labels of non-gold tasks."""
     names = {u.id: u.name for u in store.users()}
-    tasks = {t.id: t for t in store.tasks() if t.gold_ranks is None}
+    tasks = {t.id: t for t in store.tasks() if t.gold_ranks is None and in_export(t, batch)}
     out: dict[int, tuple[object, list]] = {}
     for label in store.labels():
         if label.flag is None and label.ranks is not None and label.task_id in tasks:
@@ -36,19 +47,19 @@ def collect(store: Store) -> dict[int, tuple[object, list]]:
     return out
 
 
-def build_rows(store: Store, combine: str = "all") -> tuple[list[dict], list[dict]]:
+def build_rows(store: Store, combine: str = "all", batch: str | None = None) -> tuple[list[dict], list[dict]]:
     if combine not in ("all", "majority"):
         raise ValueError(f"combine must be 'all' or 'majority', got {combine!r}")
     pairs, rankings = [], []
-    for task, votes in collect(store).values():
+    for task, votes in collect(store, batch).values():
         n = len(votes)
         k = len(task.responses)
         # prefer[(i, j)] = annotators ranking i strictly above j, with their rank gaps
         prefer: dict[tuple[int, int], list[int]] = defaultdict(list)
         for name, label in votes:
             rankings.append({"prompt": task.prompt, "responses": task.responses, "ranks": label.ranks,
-                             "domain": task.domain, "annotator": name,
-                             **({"scores": label.scores} if label.scores else {})})
+                             "domain": task.domain, "annotator": name, "task_id": task.id, "batch": task.batch,
+                             "model_ids": task.model_ids, **({"scores": label.scores} if label.scores else {})})
             for i, j in permutations(range(k), 2):
                 if label.ranks[i] < label.ranks[j]:
                     prefer[(i, j)].append(label.ranks[j] - label.ranks[i])
@@ -78,11 +89,12 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def export(store: Store, out_dir: str | Path, combine: str = "all", user_id: int | None = None) -> dict:
+def export(store: Store, out_dir: str | Path, combine: str = "all", user_id: int | None = None,
+           batch: str | None = None) -> dict:
     """Write pairs.jsonl, pairs/ (datasets) and rankings.jsonl into `out_dir`; returns counts."""
     from datasets import Dataset
 
-    pairs, rankings = build_rows(store, combine)
+    pairs, rankings = build_rows(store, combine, batch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(pairs, out / "pairs.jsonl")
@@ -97,5 +109,6 @@ def export(store: Store, out_dir: str | Path, combine: str = "all", user_id: int
             shutil.rmtree(final)
         tmp.rename(final)
     with store.session() as s:
-        store.audit(s, "export", user_id, combine=combine, pairs=len(pairs), rankings=len(rankings), to=str(out))
+        store.audit(s, "export", user_id, combine=combine, batch=batch, pairs=len(pairs), rankings=len(rankings),
+                    to=str(out))
     return {"pairs": len(pairs), "rankings": len(rankings)}

@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from common.data import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks.batch
 HANDOUT_LOCK = 0x726C6866  # PostgreSQL advisory lock key taken by every hand-out
 ROLES = ("annotator", "admin")
 FLAGS = ("unsafe", "not_rankable", "broken")
@@ -70,7 +70,15 @@ class Task(Base):
     source: Mapped[str] = mapped_column(String(256), default="")  # file:line it came from
     content_notice: Mapped[bool] = mapped_column(Boolean, default=False)  # e.g. HH red-teaming text
     gold_ranks: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # a gold task's known answer
+    # the import it came with, when named: "eval:<id>" for an evaluation's blind comparisons
+    batch: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+
+
+# schema upgrades, applied in order to a database of an older version: version → statements
+MIGRATIONS = {
+    2: ["ALTER TABLE tasks ADD COLUMN batch VARCHAR(64)", "CREATE INDEX ix_tasks_batch ON tasks (batch)"],
+}
 
 
 class Assignment(Base):
@@ -164,8 +172,14 @@ class Store:
                 version = s.get(Meta, "schema_version")
                 if version is None:
                     s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                elif int(version.value) != SCHEMA_VERSION:
-                    raise StoreError(f"{shown}: schema version {version.value}, this code needs {SCHEMA_VERSION}")
+                elif int(version.value) > SCHEMA_VERSION:
+                    raise StoreError(f"{shown}: schema version {version.value} is newer than this code's "
+                                     f"{SCHEMA_VERSION}; upgrade rlhfkit")
+                elif int(version.value) < SCHEMA_VERSION:
+                    for v in range(int(version.value) + 1, SCHEMA_VERSION + 1):
+                        for statement in MIGRATIONS[v]:
+                            s.execute(text(statement))
+                    version.value = str(SCHEMA_VERSION)
         except (OperationalError, DatabaseError) as err:
             reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
             raise StoreError(f"{shown}: cannot open the database: {reason}") from None
@@ -235,13 +249,15 @@ class Store:
 
     # ------------------------------------------------------------------ tasks
 
-    def add_tasks(self, tasks: list[dict]) -> list[int]:
-        """All or nothing: one transaction for the whole import."""
+    def add_tasks(self, tasks: list[dict], batch: str | None = None) -> list[int]:
+        """All or nothing: one transaction for the whole import; `batch` names it (≤ 64 characters)."""
+        if batch is not None and not 0 < len(batch) <= 64:
+            raise StoreError("a batch name must be 1–64 characters")
         with self.session() as s:
-            rows = [Task(**t) for t in tasks]
+            rows = [Task(**t, batch=batch) for t in tasks]
             s.add_all(rows)
             s.flush()
-            self.audit(s, "import", None, count=len(rows))
+            self.audit(s, "import", None, count=len(rows), batch=batch)
             return [r.id for r in rows]
 
     def next_task(self, user_id: int, overlap: int, ttl_minutes: float = 30.0, gold_rate: float = 0.0,

@@ -15,8 +15,8 @@ from transformers import set_seed
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import drop_long_prompts, load_logged, split_by_prompt
 from bcq_offline.evaluate import evaluate
-from bcq_offline.model import build_bcq_model
-from bcq_offline.saving import load_bcq, save_bcq
+from common.bcq.model import build_bcq_model
+from common.bcq.saving import load_bcq, save_bcq
 from bcq_offline.behaviour import clone_behaviour
 from bcq_offline.trainer import BCQTrainer, encode_records
 from common import distributed
@@ -175,6 +175,10 @@ def summary_line(report: dict, final: Path, run_dir: Path) -> str:
             ci = rm[who]
             name = "BCQ − G (paired)" if who == "bcq_minus_behaviour" else who
             lines.append(f"  reward-model score, {name:16}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+    if "win_rate_vs_behaviour" in report:
+        wr, lc = report["win_rate_vs_behaviour"], report["lc_win_rate_vs_behaviour"]
+        lines.append(f"  BCQ wins against G in {100 * wr['mean']:.0f}% [{100 * wr['low']:.0f}, {100 * wr['high']:.0f}] "
+                     f"of prompts; length-controlled {100 * lc['mean']:.0f}% [{100 * lc['low']:.0f}, {100 * lc['high']:.0f}]")
     if "kl_to_behaviour" in report:
         lines.append(f"  KL to G per response {report['kl_to_behaviour']:.2f}; allowed tokens per step "
                      f"{report['allowed_tokens']:.1f}; Q(first token) {report['q_first_token']:+.3f}")

@@ -3,7 +3,7 @@
 For each held-out prompt: the reward-model score (normalized by its saved statistics) and the
 mixed per-domain reward (`common.rewards`, one normalization over everything compared) of the
 BCQ response, G's response and the logged responses, each mean with a 95% bootstrap
-confidence interval (`scipy.stats.bootstrap`); the mean KL of BCQ's decoding to G; the mean
+confidence interval (`common.stats`, the evaluation stage's own); the mean KL of BCQ's decoding to G; the mean
 number of allowed tokens per step; Q of the first token against the reward actually obtained
 (overestimation); and the same for every τ of a sweep.
 """
@@ -18,23 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from bcq_offline.data import LoggedResponse
-from bcq_offline.decode import Decoded, constrained_generate
-from bcq_offline.model import BCQModel
+from common.bcq.decode import Decoded, constrained_generate
+from common.bcq.model import BCQModel
 from common.rewards.mixer import RewardMixer, Sample
-
-
-def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> dict[str, float]:
-    """Mean and 95% percentile-bootstrap interval; a single value has a zero-width interval."""
-    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if x.size == 0:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
-    if x.size == 1 or np.all(x == x[0]):
-        return {"mean": float(x.mean()), "low": float(x.mean()), "high": float(x.mean()), "n": int(x.size)}
-    from scipy.stats import bootstrap
-
-    res = bootstrap((x,), np.mean, n_resamples=resamples, method="percentile", random_state=seed)
-    return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
-            "high": float(res.confidence_interval.high), "n": int(x.size)}
+from common.stats import bootstrap_ci, length_controlled_win_rate, outcome, win_rate
 
 
 def _decode(model, tokenizer, prompts, tau, cfg, policy, seed) -> list[Decoded]:
@@ -75,6 +62,11 @@ def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, sc
                               "logged": bootstrap_ci(rm_logged, cfg.seed),
                               # paired per prompt: the sharper test of "BCQ beats G" than two overlapping intervals
                               "bcq_minus_behaviour": bootstrap_ci([a - b for a, b in zip(rm_bcq, rm_g)], cfg.seed)}
+    if scorer is not None:  # the evaluation stage's paired win-rate, by the same code
+        wins = [outcome(a, b) for a, b in zip(rm_bcq, rm_g)]
+        diff = [len(a.tokens) - len(b.tokens) for a, b in zip(bcq, g)]
+        report["win_rate_vs_behaviour"] = win_rate(wins, list(range(len(wins))), cfg.seed)
+        report["lc_win_rate_vs_behaviour"] = length_controlled_win_rate(wins, diff, list(range(len(wins))), cfg.seed)
     report["logged_reward"] = bootstrap_ci([r.reward for r in logged], cfg.seed)
     if domains is not None:  # mixed reward, one normalization over all three sets of responses
         samples = (

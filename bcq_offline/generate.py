@@ -13,9 +13,9 @@ import sys
 
 import torch
 
-from bcq_offline.decode import constrained_generate
-from bcq_offline.losses import check_tau
-from bcq_offline.saving import load_bcq
+from common.bcq.decode import constrained_generate
+from common.bcq.constraint import check_tau
+from common.bcq.saving import load_bcq
 from common.cli import run_stage
 
 

@@ -1,4 +1,4 @@
-"""Discrete BCQ over tokens: the batch constraint, double-Q targets and the TD loss — pure
+"""Discrete BCQ over tokens: double-Q targets under the batch constraint (`common.bcq.constraint`) and the TD loss — pure
 functions on tensors (tested on hand-worked values in tests/test_bcq_losses.py).
 
 A response of T tokens gives T transitions: state s_t = prompt + response[:t], action
@@ -8,33 +8,10 @@ Shapes: B responses, T response positions, V vocabulary.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-
-def check_tau(tau: float) -> None:
-    if not 0 < tau < 1:
-        raise ValueError(f"tau must lie in (0, 1), got {tau}")
-
-
-def allowed_actions(behaviour_logprobs: torch.Tensor, tau: float) -> torch.Tensor:
-    """(…, V) bool: a is allowed where G(a|s) / max_a' G(a'|s) ≥ τ, i.e. log G(a|s) − max log G ≥ log τ.
-
-    Computed in log space (no underflow for tiny probabilities); the most likely token always
-    passes (its ratio is 1 ≥ τ), and so do all tokens tied with it.
-    """
-    check_tau(tau)
-    best = behaviour_logprobs.max(dim=-1, keepdim=True).values
-    return behaviour_logprobs - best >= math.log(tau)
-
-
-def constrain(q: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """(…, V): Q where allowed, −inf elsewhere — an additive mask, so a disallowed token can never
-    win an argmax whatever the sign of Q (a multiplicative 0/1 mask would let a zeroed token beat
-    negative Q values)."""
-    return q + torch.zeros_like(q).masked_fill(~allowed, float("-inf"))
+from common.bcq.constraint import constrain
 
 
 def double_q_targets(

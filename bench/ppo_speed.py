@@ -101,7 +101,7 @@ def our_worker(s: dict) -> dict:
     from common.reward import load_reward_scorer
     from common.rewards.mixer import RewardMixer, load_domains
     from ppo.config import PPOStageConfig
-    from ppo.data import Prompt
+    from common.prompts import Prompt
     from ppo.losses import logprobs_of
     from ppo.scoring import MixedReward
     from ppo.trainer import PPOTrainer, build_critic

@@ -24,7 +24,7 @@ from common.runs import FINAL, open_run_dir, publish
 from common.tracking import append_metrics, finish_wandb, start_wandb
 from common.training import record_adapter_base
 from ppo.config import PPOStageConfig
-from ppo.data import drop_long_prompts, load_prompts
+from common.prompts import drop_long_prompts, load_prompts
 from ppo.plot import plot_reward_curve
 from ppo.scoring import MixedReward
 from ppo.state import load_checkpoint, save_checkpoint
@@ -37,7 +37,7 @@ def build(cfg: PPOStageConfig):
     """Models, prompts and reward, before anything is written."""
     domains = load_domains(cfg.domains_dir)
     policy, tokenizer = load_model_and_tokenizer(cfg.policy)
-    prompts = drop_long_prompts(load_prompts(cfg, set(domains)), tokenizer, cfg.max_prompt_tokens)
+    prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), tokenizer, cfg.max_prompt_tokens)
     if not prompts:
         raise DataError("no prompts left within max_prompt_tokens")
     ds = None

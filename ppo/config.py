@@ -9,16 +9,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.prompts import PromptSource
 from common.runs import RunOptions
-
-
-@dataclass
-class PromptSource:
-    """One prompt file and its share of the prompt mix."""
-
-    path: str = param(help="JSONL rows {prompt, domain, reference?}, or HH dialogues (first human turn)")
-    format: Literal["auto", "prompts", "hh"] = param("auto", help="row shape")
-    weight: float = param(1.0, help="share of this file's prompts: 0.5 = a random half, 2.0 = twice")
 
 
 @dataclass

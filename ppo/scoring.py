@@ -9,7 +9,7 @@ import torch
 from common import distributed
 from common.reward import RewardScorer
 from common.rewards.mixer import COMPONENTS, RewardMixer, Sample
-from ppo.data import Prompt
+from common.prompts import Prompt
 
 
 class MixedReward:

@@ -28,7 +28,7 @@ from common.models import load_model_and_tokenizer
 from common.precision import autocast
 from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
 from ppo.config import PPOStageConfig
-from ppo.data import Prompt
+from common.prompts import Prompt
 from ppo.losses import (
     AdaptiveKLController,
     FixedKLController,

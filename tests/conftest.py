@@ -28,6 +28,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_tiny_model_dir(tmp_path_factory) -> Path:
+    """A second tiny policy: same tokenizer, other random weights."""
+    from common.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama-2", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """A tiny reward model trained once per session on the shipped sample preferences."""
+    from reward_model.__main__ import main
+
+    out = tmp_path_factory.mktemp("rm")
+    main(["--config", str(REPO / "configs/reward_model/tiny.yaml"), "--model", str(tiny_model_dir),
+          "--output_root", str(out), "--data", f"[{{path: {REPO / 'data/samples/preferences.jsonl'}}}]"])
+    return out / "tiny" / "model"
+
+
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
 

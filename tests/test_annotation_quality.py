@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from annotation_ui.quality import (
+from common.agreement import (
     cohen,
     decisions,
     gold_accuracy,

@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
+from common.bcq.constraint import allowed_actions, constrain
 from bcq_offline.losses import (
-    allowed_actions,
-    constrain,
     double_q_targets,
     polyak_update,
     td_loss,

@@ -12,8 +12,8 @@ import pytest
 
 from bcq_offline.__main__ import main
 from bcq_offline.data import read_logged
-from bcq_offline.decode import constrained_generate
-from bcq_offline.saving import load_bcq
+from common.bcq.decode import constrained_generate
+from common.bcq.saving import load_bcq
 from common.data import DataError
 from common.tracking import read_metrics
 
@@ -27,8 +27,8 @@ def args(model_dir, out: Path, *extra: str) -> list[str]:
     return ["--config", TINY, "--model", str(model_dir), "--output_root", str(out), "--data", DATA, *extra]
 
 
-def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tmp_path):
-    main(args(tiny_model_dir, tmp_path))
+def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tiny_reward_model, tmp_path):
+    main(args(tiny_model_dir, tmp_path, "--reward_model", str(tiny_reward_model)))
     run = tmp_path / "tiny"
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
@@ -39,6 +39,8 @@ def test_tiny_run_logs_saves_and_evaluates(tiny_model_dir, tmp_path):
     for who in ("bcq", "behaviour", "logged"):
         assert "mean" in report["mixed_reward"][who]
     assert report["allowed_tokens"] >= 1
+    wr = report["win_rate_vs_behaviour"]  # the evaluation stage's statistics
+    assert 0 <= wr["low"] <= wr["mean"] <= wr["high"] <= 1 and "mean" in report["lc_win_rate_vs_behaviour"]
     model, tok, meta = load_bcq(run / "model")
     assert meta["q_trunk"] == "shared" and meta["tau"] == 0.3
     out = constrained_generate(model, tok, [[{"role": "user", "content": "hi"}]], 0.3, max_new_tokens=4)

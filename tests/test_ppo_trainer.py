@@ -8,7 +8,7 @@ import torch
 from common.config import parse_args
 from common.models import load_model_and_tokenizer
 from ppo.config import PPOStageConfig
-from ppo.data import Prompt
+from common.prompts import Prompt
 from ppo.trainer import PPOTrainer, build_critic
 
 PROMPTS = [Prompt([{"role": "user", "content": f"Say something about {w}."}], "general", None, "test")
@@ -99,7 +99,7 @@ def test_constant_reward_batch(tiny_model_dir):
 
 
 def test_prompts_longer_than_the_budget_are_skipped_with_a_warning(tiny_model_dir, caplog):
-    from ppo.data import drop_long_prompts
+    from common.prompts import drop_long_prompts
 
     _, tok = load_model_and_tokenizer(str(tiny_model_dir))
     long = Prompt([{"role": "user", "content": "word " * 500}], "general", None, "p.jsonl:7")

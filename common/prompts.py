@@ -1,4 +1,5 @@
-"""PPO prompts: JSONL rows `{prompt, domain, reference?}` or HH dialogues (their first human turn).
+"""Prompt sets (PPO's training prompts, the evaluation stage's held-out prompts): JSONL rows
+`{prompt, domain, reference?}` or HH dialogues (their first human turn).
 
 `prompt` is text or chat messages ending with a user turn; `domain` names a file in
 `configs/domains/`; `reference` (optional) is an answer the accuracy component compares with.
@@ -9,14 +10,24 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from typing import Literal
 
+from common.config import param
 from common.data import DataError, Message, parse_hh_dialogue, parse_prompt, require, unrecognised
 from common.hygiene import mix_by_weight
 from common.preferences import read_rows
-from ppo.config import PPOStageConfig
 
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PromptSource:
+    """One prompt file and its share of the prompt mix."""
+
+    path: str = param(help="JSONL rows {prompt, domain, reference?}, or HH dialogues (first human turn)")
+    format: Literal["auto", "prompts", "hh"] = param("auto", help="row shape")
+    weight: float = param(1.0, help="share of this file's prompts: 0.5 = a random half, 2.0 = twice")
 
 
 @dataclass
@@ -48,16 +59,17 @@ def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str]) -> Prompt:
     return Prompt(messages, domain, reference, where)
 
 
-def load_prompts(cfg: PPOStageConfig, domains: set[str]) -> list[Prompt]:
-    if not cfg.prompts:
+def load_prompts(sources: list[PromptSource], domains: set[str], seed: int) -> list[Prompt]:
+    """Every source's prompts, mixed by weight (a weight below 1 takes a random share, seeded)."""
+    if not sources:
         raise DataError("no prompts: the recipe's 'prompts' list is empty")
     prompts = []
-    for i, src in enumerate(cfg.prompts):
+    for i, src in enumerate(sources):
         for where, row in read_rows(src.path):
             p = row_to_prompt(row, src.format, where, domains)
             p.source = i
             prompts.append(p)
-    return mix_by_weight(prompts, [s.weight for s in cfg.prompts], random.Random(cfg.seed))
+    return mix_by_weight(prompts, [s.weight for s in sources], random.Random(seed))
 
 
 def drop_long_prompts(prompts: list[Prompt], tokenizer, max_tokens: int) -> list[Prompt]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from bcq_offline.losses import allowed_actions, constrain
-from bcq_offline.model import BCQModel
+from common.bcq.constraint import allowed_actions, constrain
+from common.bcq.model import BCQModel
 from common.data import Message
 
 
@@ -25,6 +25,8 @@ class Decoded:
     q_first: float  # Q(s_0, a_0) of the first chosen token (BCQ's own estimate of the return)
     allowed: list[int] = field(default_factory=list)  # allowed tokens per step
     kl_to_g: float = 0.0  # Σ_t KL(π(·|s_t) ‖ G(·|s_t)) over the response
+    logprob: float = 0.0  # Σ_t log π(a_t | s_t) of the decoding policy (0 for greedy: deterministic)
+    ended: bool = False  # the response ended with EOS (within max_new_tokens)
 
 
 @torch.no_grad()
@@ -72,6 +74,7 @@ def constrained_generate(
         else:
             pi = torch.log_softmax(scores / temperature, dim=-1)
             action = torch.multinomial(pi.exp(), 1, generator=generator).squeeze(-1)
+            logp_pi = pi.gather(-1, action[:, None]).squeeze(-1)
             p = pi.exp()
             kl = (p * (pi - g_logp)).nan_to_num().sum(-1)  # tokens with π = 0 add nothing
         for i in range(n):
@@ -80,6 +83,8 @@ def constrained_generate(
             out[i].tokens.append(int(action[i]))
             out[i].allowed.append(int(allowed[i].sum()))
             out[i].kl_to_g += float(kl[i])
+            out[i].logprob += float(logp_pi[i])
+            out[i].ended = int(action[i]) == tokenizer.eos_token_id
             if t == 0 and policy == "bcq":
                 out[i].q_first = float(q[i, action[i]])
         done |= action == tokenizer.eos_token_id

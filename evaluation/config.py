@@ -1,0 +1,100 @@
+"""The evaluation stage's options: one dataclass, filled from `configs/evaluation/*.yaml` + command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import param
+from common.prompts import PromptSource
+from common.runs import RunOptions
+
+
+@dataclass
+class PolicySpec:
+    """One policy to compare: a name for the tables and a model spec."""
+
+    name: str = param(help="label in tables and files, e.g. sft, ppo")
+    model: str = param(help="model spec: a run's model/ folder (SFT, PPO, DPO: full or LoRA; a BCQ model "
+                            "decodes with its constrained decoding), default, tiny-random, or a hub id")
+    tau: float | None = param(None, help="BCQ models only: batch constraint τ for decoding (None = the trained τ)")
+    decoding: Literal["sample", "greedy"] | None = param(
+        None, help="None = the stage's decoding for a language model, greedy on Q for a BCQ model (Q is no distribution)"
+    )
+
+
+@dataclass
+class Judges:
+    """Which judges run; each is optional."""
+
+    reward_model: bool = param(True, help="reward-model score, win-rate over the baseline, length-controlled win-rate")
+    mixed_reward: bool = param(True, help="the per-domain mixed reward and its components (common/rewards)")
+    kl: bool = param(True, help="KL to the reference policy on each policy's own samples")
+
+
+@dataclass
+class EvalConfig(RunOptions):
+    """Compare policies against a baseline on held-out prompts: reward model, mixed reward, length
+    and KL, with 95% bootstrap intervals over prompts.
+
+    Shared run options (run_name, output_root, overwrite, seed, precision, W&B) come from
+    `common.runs.RunOptions`; checkpoints do not apply (a stopped evaluation starts again). With
+    several processes (`make eval NPROC=N`) each one samples and scores its share of the prompts.
+    """
+
+    output_root: str = param("runs/evaluation", help="parent folder of run folders")
+
+    # --- what is compared
+    policies: list[PolicySpec] = param([], help="the policies to compare (the baseline among them)")
+    baseline: str = param("", help="name of the policy the others are compared with")
+    kl_reference: str | None = param(None, help="policy name or model spec the KL is measured to; None = the baseline")
+    reward_model: str | None = param(
+        "runs/reward_model/default/model", help="reward model folder (the judge); None = no reward-model judge"
+    )
+    domains_dir: str = param("configs/domains", help="folder of per-domain reward configs")
+
+    # --- prompts
+    prompts: list[PromptSource] = param([], help="held-out prompt sets: {prompt, domain, reference?} rows")
+    max_prompts: int | None = param(None, help="use at most this many prompts (a seeded random subset); None = all")
+    max_prompt_tokens: int = param(256, help="prompts longer than this are skipped with a warning")
+
+    # --- sampling
+    samples_per_prompt: int = param(2, help="replies per prompt and policy (compared by sample index)")
+    decoding: Literal["sample", "greedy"] = param("sample", help="sampling, or greedy (then samples_per_prompt must be 1)")
+    temperature: float = param(1.0, help="sampling temperature (also divides the logits of the KL passes)")
+    top_p: float = param(1.0, help="nucleus sampling (1 = off)")
+    max_new_tokens: int = param(64, help="reply length limit")
+    batch_size: int = param(32, help="prompts per generate call (each with all its samples)")
+
+    # --- judges
+    judges: Judges = param(Judges(), help="which judges run")
+    tie_tolerance: float = param(0.0, help="reward-model scores closer than this are a tie (½ a win)")
+    bootstrap_resamples: int = param(2000, help="bootstrap resamples for every interval")
+
+    # --- outputs
+    html_prompts: int | None = param(None, help="prompts shown in report.html (None = all)")
+    to_annotation: str | None = param(
+        None, help="annotation database (file or URL): also load the replies there as blind comparison tasks"
+    )
+
+    def __post_init__(self):
+        for key in ("samples_per_prompt", "max_new_tokens", "batch_size", "bootstrap_resamples", "max_prompt_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.decoding == "greedy" and self.samples_per_prompt != 1:
+            raise ValueError("decoding: greedy gives one reply per prompt: set samples_per_prompt: 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+        if len(self.policies) < 2:
+            raise ValueError("policies: list at least two (the baseline and one to compare with it)")
+        names = [p.name for p in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError(f"policies: names must be unique, got {names}")
+        if self.baseline not in names:
+            raise ValueError(f"baseline '{self.baseline}' is not among the policies ({', '.join(names)})")
+        if self.deepspeed:
+            raise ValueError("deepspeed: the evaluation stage needs no DeepSpeed config — with several processes "
+                             "each one loads the models whole and takes its share of the prompts")
+        if self.judges.reward_model and not self.reward_model:
+            raise ValueError("judges.reward_model is on but reward_model is null: name a reward model folder, "
+                             "or set judges.reward_model: false")

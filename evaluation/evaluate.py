@@ -1,0 +1,146 @@
+"""The evaluation in steps: prompts → pre-flight → sample (each policy in turn) → KL reference →
+reward model → mixed reward → summary. Every check that can fail on bad input runs before the
+first reply is sampled.
+
+With several processes each rank samples and scores prompts[rank::world]; the replies are then
+gathered on rank 0, which summarises and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common import distributed
+from common.config import ConfigError
+from common.precision import autocast, resolve_precision
+from common.prompts import Prompt, drop_long_prompts, load_prompts
+from common.reward import REWARD_CONFIG
+from common.rewards.mixer import load_domains
+from evaluation.config import EvalConfig
+from evaluation.judges import score_mixed, score_reward_model, summarize
+from evaluation.policies import PolicyInfo, Reply, preflight, reference_logprobs, sample_policy
+
+log = logging.getLogger("evaluation")
+
+
+@dataclass
+class Plan:
+    """Everything checked and ready before sampling starts."""
+
+    prompts: list[Prompt]
+    infos: dict[str, PolicyInfo]
+    reference: PolicyInfo | None  # None when the KL judge is off
+    domains: dict
+
+
+def check_reward_model(path: str) -> None:
+    from common.models import resolve_model
+
+    folder = Path(resolve_model(path))
+    if not (folder / REWARD_CONFIG).is_file():
+        raise FileNotFoundError(f"reward_model: {path} is not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
+
+
+def prepare(cfg: EvalConfig) -> Plan:
+    """Prompts, policies, reference and judge, checked; raises one clear error on bad input."""
+    domains = load_domains(cfg.domains_dir)
+    if cfg.judges.reward_model:
+        check_reward_model(cfg.reward_model)
+    infos, reference = preflight(cfg)
+    baseline_tok = infos[cfg.baseline].tokenizer
+    prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), baseline_tok, cfg.max_prompt_tokens)
+    if cfg.max_prompts is not None and len(prompts) > cfg.max_prompts:
+        prompts = random.Random(cfg.seed).sample(prompts, cfg.max_prompts)
+    if not prompts:
+        raise ConfigError("prompts: no held-out prompts left to evaluate on")
+    return Plan(prompts, infos, reference, domains)
+
+
+def _free(*objects) -> None:
+    del objects
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, float]) -> list[Reply]:
+    """This rank's replies from every policy, with log π(y) and (KL judge) log π_ref(y).
+
+    Policies load one at a time; the KL reference goes last when it is one of them, so its loaded
+    weights also score the other policies' replies."""
+    device = distributed.device()
+    dtype = torch.bfloat16 if resolve_precision(cfg.precision) == "bf16" else torch.float32
+    messages = {i: plan.prompts[i].messages for i in mine}
+    ref = plan.reference
+    order = sorted(plan.infos.values(), key=lambda info: ref is not None and info.spec.name == ref.spec.name)
+    replies: list[Reply] = []
+    loaded = None
+    for k, info in enumerate(order):
+        t0 = time.perf_counter()
+        seed = cfg.seed + 1000 * distributed.rank() + k  # each rank and each policy its own stream
+        # a language model loads in the run's precision; a BCQ model (fp32 on disk) decodes under autocast
+        with autocast(cfg.precision, device) if info.kind == "bcq" else contextlib.nullcontext():
+            mine_replies, loaded = sample_policy(info, [(i, messages[i]) for i in mine], cfg, dtype, device, seed)
+        replies += mine_replies
+        timing[f"sample/{info.spec.name}"] = time.perf_counter() - t0
+        if not (ref is not None and info.spec.name == ref.spec.name):
+            _free(loaded)
+            loaded = None
+    if ref is not None:
+        t0 = time.perf_counter()
+        if loaded is None:  # the reference is not one of the policies
+            from evaluation.policies import load_lm
+
+            loaded = load_lm(ref.spec.model, dtype, device)
+        model, tokenizer = loaded
+        for r in replies:
+            if r.policy == ref.spec.name:
+                r.ref_logprob = r.logprob  # the reference's own replies: log-ratio 0 by definition
+        reference_logprobs(model, tokenizer, [r for r in replies if r.ref_logprob is None], messages, cfg)
+        timing["kl_reference"] = time.perf_counter() - t0
+        _free(loaded)
+    return replies
+
+
+def judge(cfg: EvalConfig, plan: Plan, replies: list[Reply], timing: dict[str, float]) -> None:
+    """Reward-model scores on this rank's replies (in place)."""
+    if not cfg.judges.reward_model:
+        return
+    from common.reward import load_reward_scorer
+
+    t0 = time.perf_counter()
+    device = distributed.device()
+    scorer = load_reward_scorer(cfg.reward_model, device=device)
+    with autocast(cfg.precision, device):
+        score_reward_model(scorer, replies, plan.prompts, cfg.batch_size)
+    timing["reward_model"] = time.perf_counter() - t0
+    _free(scorer)
+
+
+def evaluate(cfg: EvalConfig, plan: Plan) -> tuple[dict | None, list[Reply]]:
+    """Sample and judge; on rank 0 → (the report body, every reply), elsewhere (None, [])."""
+    timing: dict[str, float] = {}
+    start = time.perf_counter()
+    mine = list(range(len(plan.prompts)))[distributed.rank() :: distributed.world_size()]
+    replies = sample_all(cfg, plan, mine, timing)
+    judge(cfg, plan, replies, timing)
+    gathered = distributed.all_gather_objects((replies, timing))
+    if not distributed.is_main_process():
+        return None, []
+    replies = [r for part, _ in gathered for r in part]
+    timing = {k: max(t[k] for _, t in gathered if k in t) for k in timing}  # the slowest rank's
+    if cfg.judges.mixed_reward:
+        score_mixed(replies, plan.prompts, plan.domains)
+    report = summarize(replies, plan.prompts, cfg, has_kl=plan.reference is not None)
+    timing["total"] = time.perf_counter() - start
+    report["kl_reference"] = None if plan.reference is None else plan.reference.spec.model
+    report["timing_seconds"] = timing
+    return report, replies

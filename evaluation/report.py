@@ -1,0 +1,206 @@
+"""What an evaluation leaves in its run folder, and the table it prints.
+
+- `samples.jsonl`: every reply with its scores;
+- `report.png`: win-rate over the baseline with its interval, overall and per domain, and
+  reward-model score against KL per policy;
+- `report.html`: one self-contained page, the figures and then every prompt with the policies'
+  replies side by side — replies are untrusted text, so everything is HTML-escaped;
+- `eval.json`: every figure, the config and the seeds — written last, under a temporary name
+  and renamed, so a run stopped half-way never leaves one that looks finished.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+from common.prompts import Prompt
+from evaluation.policies import Reply
+
+EVAL_FILE = "eval.json"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def write_samples(run_dir: Path, replies: list[Reply], prompts: list[Prompt]) -> Path:
+    rows = []
+    for r in sorted(replies, key=lambda r: (r.prompt, r.sample, r.policy)):
+        p = prompts[r.prompt]
+        rows.append(json.dumps({
+            "policy": r.policy, "prompt_index": r.prompt, "sample": r.sample, "domain": p.domain,
+            "prompt": p.messages, "reference": p.reference, "reply": r.text, "length": r.length,
+            "ended": r.ended, "logprob": r.logprob, "ref_logprob": r.ref_logprob, **r.scores,
+        }, ensure_ascii=False))
+    path = run_dir / "samples.jsonl"
+    _atomic_write(path, "\n".join(rows) + "\n")
+    return path
+
+
+def write_report(run_dir: Path, report: dict) -> Path:
+    path = run_dir / EVAL_FILE
+    _atomic_write(path, json.dumps(report, indent=2, ensure_ascii=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+
+def _ci(x: dict | None, pct: bool = False, signed: bool = False) -> str:
+    if not x or x.get("mean") is None or math.isnan(x["mean"]):
+        return "—"
+    if pct:
+        return f"{100 * x['mean']:.0f}% [{100 * x['low']:.0f}, {100 * x['high']:.0f}]"
+    fmt = "+.2f" if signed else ".2f"
+    return f"{x['mean']:{fmt}} [{x['low']:{fmt}}, {x['high']:{fmt}}]"
+
+
+def table(report: dict) -> str:
+    """The summary printed at the end of a run (and shown at the top of report.html)."""
+    base = report["baseline"]
+    head = ["policy", "RM score", f"win vs {base}", "length-controlled", "mixed reward", "KL (nats)", "length", "EOS"]
+    rows = []
+    for name, s in report["policies"].items():
+        c = report["comparisons"].get(name, {})
+        rows.append([name, _ci(s.get("reward_model"), signed=True), _ci(c.get("win_rate"), pct=True) if c else "baseline",
+                     _ci(c.get("lc_win_rate"), pct=True) if c else "", _ci(s.get("mixed_reward"), signed=True),
+                     _ci(s.get("kl")), f"{s['length']['mean']:.1f}", f"{100 * s['eos_rate']['mean']:.0f}%"])
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)) for r in [head, *rows]]
+    for name, c in report["comparisons"].items():
+        if "by_domain" in c:
+            parts = [f"{d} {_ci(v['win_rate'], pct=True)}" for d, v in c["by_domain"].items()]
+            lines.append(f"{name} vs {base} by domain: " + "; ".join(parts))
+    bias = report.get("reward_model_length_bias") or {}
+    if bias:
+        lines.append(f"reward model prefers the shorter reply in {_ci(bias['shorter_preferred'], pct=True)} of "
+                     f"unequal-length pairs; Spearman ρ(score, length) = {bias['spearman_score_length']:+.2f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The figure
+# ---------------------------------------------------------------------------------------------
+
+
+def plot(run_dir: Path, report: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = report["comparisons"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    domains = sorted({d for c in comps.values() for d in c.get("by_domain", {})})
+    groups = ["all", *domains]
+    width = 0.8 / max(1, 2 * len(comps))
+    for i, (name, c) in enumerate(comps.items()):
+        if "win_rate" not in c:
+            continue
+        for j, (key, label) in enumerate((("win_rate", "raw"), ("lc_win_rate", "length-controlled"))):
+            points = [c[key]] + [c["by_domain"][d][key] for d in domains]
+            xs = [g + (2 * i + j) * width - 0.4 + width / 2 for g in range(len(groups))]
+            ys = [p["mean"] for p in points]
+            err = [[m - p["low"] for m, p in zip(ys, points)], [p["high"] - m for m, p in zip(ys, points)]]
+            ax1.errorbar(xs, ys, yerr=err, fmt="o" if j == 0 else "s", capsize=3, label=f"{name} ({label})")
+    ax1.axhline(0.5, color="grey", lw=1, ls="--")
+    ax1.set_xticks(range(len(groups)), groups)
+    ax1.set_ylim(0, 1)
+    ax1.set_ylabel(f"win-rate over {report['baseline']} (95% CI)")
+    ax1.set_title("Reward-model win-rate on held-out prompts")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8)
+    for name, s in report["policies"].items():
+        if "reward_model" not in s or "kl" not in s:
+            continue
+        x, y = s["kl"], s["reward_model"]
+        ax2.errorbar([x["mean"]], [y["mean"]], xerr=[[x["mean"] - x["low"]], [x["high"] - x["mean"]]],
+                     yerr=[[y["mean"] - y["low"]], [y["high"] - y["mean"]]], fmt="o", capsize=3, label=name)
+    ax2.set_xlabel("KL to the reference (nats per reply)")
+    ax2.set_ylabel("reward-model score (normalised)")
+    ax2.set_title("Reward against KL")
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    path = run_dir / "report.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------------
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;width:100%;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
+th{background:#f3f3f3}pre{white-space:pre-wrap;margin:0;font-family:inherit}.score{color:#555;font-size:.85em}
+.prompt{background:#fafafa}"""
+
+
+def write_html(run_dir: Path, report: dict, replies: list[Reply], prompts: list[Prompt], limit: int | None) -> Path:
+    """Every string that came from a model, a prompt file or a config goes through html.escape."""
+    e = html.escape
+    names = list(report["policies"])
+    by_key = {(r.prompt, r.sample, r.policy): r for r in replies}
+    shown = sorted({r.prompt for r in replies})[:limit]
+    samples = sorted({r.sample for r in replies})
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation {e(report['run_name'])}</title>",
+             f"<style>{_STYLE}</style></head><body>",
+             f"<h1>Evaluation: {e(report['run_name'])}</h1>",
+             f"<p>{report['prompts']['total']} held-out prompts, baseline <b>{e(report['baseline'])}</b>. "
+             "Intervals are 95% bootstrap intervals over prompts.</p>",
+             f"<pre>{e(table(report))}</pre>",
+             "<h2>Replies</h2><table><tr><th>prompt</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]
+    for i in shown:
+        p = prompts[i]
+        head = f"<b>[{e(p.domain)}]</b> <pre>{e(p.messages[-1]['content'])}</pre>"
+        if p.reference:
+            head += f"<div class='score'>reference: {e(p.reference)}</div>"
+        for k in samples:
+            cells = []
+            for n in names:
+                r = by_key.get((i, k, n))
+                if r is None:
+                    cells.append("<td></td>")
+                    continue
+                score = " · ".join(f"{key} {v:+.2f}" for key, v in r.scores.items() if key in ("rm", "mixed"))
+                cells.append(f"<td><pre>{e(r.text) or '<i>(empty)</i>'}</pre><div class='score'>{e(score)} · "
+                             f"{r.length} tokens{'' if r.ended else ' · no EOS'}</div></td>")
+            label = head if k == samples[0] else f"<div class='score'>sample {k + 1}</div>"
+            parts.append(f"<tr><td class='prompt'>{label}</td>{''.join(cells)}</tr>")
+    parts.append("</table></body></html>")
+    path = run_dir / "report.html"
+    _atomic_write(path, "\n".join(parts))
+    return path
+
+
+def flat_figures(report: dict) -> dict[str, float]:
+    """The report's headline numbers as flat keys for trackers: `eval/<policy>/<figure>` (and
+    `…/low`, `…/high`), `eval/<policy>/win_rate/<domain>`."""
+    out: dict[str, float] = {}
+
+    def put(key: str, ci: dict | None) -> None:
+        if ci and ci.get("mean") is not None and not math.isnan(ci["mean"]):
+            out[key], out[key + "/low"], out[key + "/high"] = ci["mean"], ci["low"], ci["high"]
+
+    for name, s in report["policies"].items():
+        for fig in ("reward_model", "mixed_reward", "kl", "length", "eos_rate"):
+            put(f"eval/{name}/{fig}", s.get(fig))
+    for name, c in report["comparisons"].items():
+        for fig in ("win_rate", "lc_win_rate", "mixed_win_rate"):
+            put(f"eval/{name}/{fig}", c.get(fig))
+        for domain, d in c.get("by_domain", {}).items():
+            put(f"eval/{name}/win_rate/{domain}", d["win_rate"])
+    return out
