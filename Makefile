@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
+.PHONY: setup test lint sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
 
 setup: $(VENV)/.installed default-model
 
@@ -45,6 +45,10 @@ default-model: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q
+
+# ruff: pyflakes, pycodestyle, import order, pyupgrade, bugbear (config in pyproject.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 sft: $(VENV)/.installed
 	$(call launch,sft,configs/sft/default.yaml)

@@ -145,7 +145,8 @@ class RequireLogin:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body"):
                     return
-                body = _API_INFO.sub(b'window.gradio_api_info = {"named_endpoints": {}, "unnamed_endpoints": {}};</script>', b"".join(chunks))
+                empty = b'window.gradio_api_info = {"named_endpoints": {}, "unnamed_endpoints": {}};</script>'
+                body = _API_INFO.sub(empty, b"".join(chunks))
                 headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
                 headers.append((b"content-length", str(len(body)).encode()))
                 await send({**start, "headers": headers})
@@ -401,7 +402,7 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
             if task_id is None:
                 return {status_md: ""}
             try:
-                new = service.revise(request.username, int(task_id))
+                new = service.revise(request.username, task_id)
             except StoreError as err:
                 return failed(lg, v, request, err)
             return {**page(lg, new, request.username), tabs: gr.Tabs(selected="label")}
@@ -448,8 +449,14 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
                 return {import_md: "❌ " + safe_markdown(str(err))}
             return {import_md: t("imported", lg, count=n)}
 
+        def on_uploaded(lg: str, upload):
+            """The upload finished (the file is on the server): say so — the signal to go on."""
+            if upload is None:
+                return ""
+            return t("file_ready", lg, name=safe_markdown(Path(upload if isinstance(upload, str) else upload.name).name))
+
         def on_generate(lg: str, upload, model: str, k, tokens, request: gr.Request,
-                        progress=gr.Progress(track_tqdm=True)):  # the generation's tqdm bar, in the page
+                        progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's progress-bar idiom  # the generation's tqdm bar, in the page
             if upload is None:
                 return {gen_md: ""}
             try:
@@ -475,6 +482,8 @@ def build_app(service: Service, cfg: AnnotationConfig) -> gr.Blocks:
         export_btn.click(on_export, [lang, combine], [export_md, export_files], **private)
         revise_btn.click(on_revise, [lang, view, revise_pick], [*everything, tabs], **private)
         import_btn.click(on_import, [lang, import_file], [import_md], **private)
+        import_file.upload(on_uploaded, [lang, import_file], [import_md], **private)
+        gen_prompts.upload(on_uploaded, [lang, gen_prompts], [gen_md], **private)
         gen_btn.click(on_generate, [lang, gen_prompts, gen_model, gen_k, gen_tokens], [gen_md], **private)
 
         # ------------------------------------------------------------ the API

@@ -13,7 +13,8 @@ model trains on):
 
 Only the latest version of each annotator's label counts; flagged labels and gold tasks are left
 out. `batch` picks one import batch; without it every batch is exported except evaluation batches
-(`eval:…`): an evaluation's held-out prompts must not become training data. Files are written to temporary names and renamed, so an export is never half-written.
+(`eval:…`): an evaluation's held-out prompts must not become training data. Files are written to
+temporary names and renamed, so an export is never half-written.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from itertools import permutations
 from pathlib import Path
 
 from annotation_ui.store import Store
-
 
 EVAL_BATCH_PREFIX = "eval:"
 
@@ -64,19 +64,21 @@ def build_rows(store: Store, combine: str = "all", batch: str | None = None) -> 
                 if label.ranks[i] < label.ranks[j]:
                     prefer[(i, j)].append(label.ranks[j] - label.ranks[i])
 
-        def row(i, j, gap):
-            return {"prompt": task.prompt,
-                    "chosen": [{"role": "assistant", "content": task.responses[i]}],
-                    "rejected": [{"role": "assistant", "content": task.responses[j]}],
-                    "domain": task.domain, "n_annotators": n, "agreement": len(prefer[(i, j)]) / n,
-                    "rank_gap": gap}
-
         for (i, j), gaps in sorted(prefer.items()):
+            agreement = len(gaps) / n
             if combine == "all":
-                pairs.extend(row(i, j, g) for g in gaps)
+                pairs.extend(_pair_row(task, i, j, g, n, agreement) for g in gaps)
             elif len(gaps) > n / 2:
-                pairs.append(row(i, j, sum(gaps) / len(gaps)))
+                pairs.append(_pair_row(task, i, j, sum(gaps) / len(gaps), n, agreement))
     return pairs, rankings
+
+
+def _pair_row(task, i: int, j: int, gap: float, n: int, agreement: float) -> dict:
+    """Response i preferred to j, in the conversational pair format."""
+    return {"prompt": task.prompt,
+            "chosen": [{"role": "assistant", "content": task.responses[i]}],
+            "rejected": [{"role": "assistant", "content": task.responses[j]}],
+            "domain": task.domain, "n_annotators": n, "agreement": agreement, "rank_gap": gap}
 
 
 def _write_jsonl(rows: list[dict], path: Path) -> None:

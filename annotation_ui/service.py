@@ -20,6 +20,38 @@ class Forbidden(StoreError):
     """The session's user may not do this (not logged in, disabled, or not an admin)."""
 
 
+# The most a client may send in each free-text field; longer text is refused, never cut
+# (docs/annotation.md lists them). Task texts have their own limit (tasks.MAX_CHARS).
+LIMITS = {"note": 2000, "name": 64, "password_bytes": 72, "model": 512, "path": 4096}
+
+
+def client_int(value, what: str) -> int:
+    """An integer sent by a client: an int (not a bool) or a string of digits. A float — 1.5, or
+    even 2.0 — is refused, not truncated."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def client_text(value, what: str, limit: int) -> str:
+    """Text sent by a client, at most `limit` characters (None = empty)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise StoreError(f"{what} must be text, got {type(value).__name__}")
+    if len(value) > limit:
+        raise StoreError(f"{what} is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def check_request_id(request_id) -> str:
+    if not isinstance(request_id, str) or not 8 <= len(request_id) <= 64:
+        raise StoreError("request_id must be a string of 8–64 characters")
+    return request_id
+
+
 def dense_ranks(ranks: list, k: int) -> list[int]:
     """Ranks as picked on the page (1 = best, ties share a value, gaps allowed: [1, 1, 3]) →
     dense ranks [1, 1, 2]. Every response must have a rank from 1 to K."""
@@ -29,11 +61,8 @@ def dense_ranks(ranks: list, k: int) -> list[int]:
     for r in ranks:
         if r is None or r == "":
             raise StoreError(f"give a rank to each of the {k} responses")
-        try:
-            value = int(r)
-        except (TypeError, ValueError):
-            raise StoreError(f"ranks must be integers 1–{k}, got {r!r}") from None
-        if not 1 <= value <= k or isinstance(r, bool):
+        value = client_int(r, f"ranks must be integers 1–{k}; a rank")
+        if not 1 <= value <= k:
             raise StoreError(f"ranks must be integers 1–{k}, got {r!r}")
         out.append(value)
     levels = {v: i + 1 for i, v in enumerate(sorted(set(out)))}
@@ -67,6 +96,9 @@ class Service:
         blocking check there would stall every other request while someone logs in."""
         import anyio
 
+        if not isinstance(name, str) or not isinstance(password, str) or len(name) > LIMITS["name"] \
+                or len(password.encode()) > LIMITS["password_bytes"]:  # bcrypt reads at most 72 bytes
+            return False
         user = await anyio.to_thread.run_sync(self.store.authenticate, name, password)
         return user is not None
 
@@ -110,22 +142,22 @@ class Service:
         """One of the user's own labelled tasks, their latest ranks filled in."""
         user = self.user(name)
         latest = {lab.task_id: lab for lab in self.store.labels(user.id)}
-        if int(task_id) not in latest:
+        task_id = client_int(task_id, "task_id")
+        if task_id not in latest:
             raise StoreError(f"you have no label on task {task_id} to revise")
-        return self.view(self.store.handout(user.id, int(task_id)), latest[int(task_id)])
+        return self.view(self.store.handout(user.id, task_id), latest[task_id])
 
     def submit(self, name: str | None, task_id: int, ranks: list, request_id: str, scores: list | None = None) -> dict:
         """Ranks (and optional 1–5 scores) in display order. The same request id twice stores once."""
         user = self.user(name)
-        if not isinstance(request_id, str) or not 8 <= len(request_id) <= 64:
-            raise StoreError("request_id must be a string of 8–64 characters")
-        h = self.store.handout(user.id, int(task_id))
+        check_request_id(request_id)
+        h = self.store.handout(user.id, client_int(task_id, "task_id"))
         k = len(h.order)
         dense = dense_ranks(ranks, k)
         if scores is not None and any(s is not None and s != "" for s in scores):
             if len(scores) != k or any(s is None or s == "" for s in scores):
                 raise StoreError(f"scores are optional, but when given, give one (1–5) to each of the {k} responses")
-            scores = to_original([int(s) for s in scores], h.order)
+            scores = to_original([client_int(s, "a score") for s in scores], h.order)
         else:
             scores = None
         label = self.store.submit(user.id, h.task_id, to_original(dense, h.order), request_id, scores=scores)
@@ -133,15 +165,17 @@ class Service:
 
     def skip(self, name: str | None, task_id: int) -> dict:
         user = self.user(name)
-        self.store.skip(user.id, int(task_id))
-        return {"task_id": int(task_id), "skipped": True}
+        task_id = client_int(task_id, "task_id")
+        self.store.skip(user.id, task_id)
+        return {"task_id": task_id, "skipped": True}
 
     def flag(self, name: str | None, task_id: int, flag: str, note: str, request_id: str) -> dict:
         user = self.user(name)
         if flag not in FLAGS:
             raise StoreError(f"flag must be one of {', '.join(FLAGS)}")
-        label = self.store.submit(user.id, int(task_id), None, request_id, flag=flag, note=(note or "")[:2000],
-                                  event_name="flag")
+        note = client_text(note, "the note", LIMITS["note"])
+        label = self.store.submit(user.id, client_int(task_id, "task_id"), None, check_request_id(request_id), flag=flag,
+                                  note=note, event_name="flag")
         return {"task_id": label.task_id, "version": label.version, "flag": flag}
 
     def progress(self, name: str | None) -> dict:
@@ -191,6 +225,8 @@ class Service:
         from annotation_ui.export import export
 
         admin = self.admin(name)
+        if combine not in ("all", "majority"):
+            raise StoreError(f"combine must be 'all' or 'majority', got {combine!r}")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(self.cfg.export_dir) / f"export-{stamp}-{combine}-{uuid.uuid4().hex[:6]}"
         counts = export(self.store, out, combine, user_id=admin.id)
@@ -201,12 +237,14 @@ class Service:
         from annotation_ui.tasks import generate_tasks
 
         self.admin(name)
-        tasks = generate_tasks(model, prompts_path, int(k), int(max_new_tokens))
+        model = client_text(model, "the model", LIMITS["model"])
+        prompts_path = client_text(prompts_path, "the prompt file path", LIMITS["path"])
+        tasks = generate_tasks(model, prompts_path, client_int(k, "k"), client_int(max_new_tokens, "max_new_tokens"))
         return len(self.store.add_tasks(tasks))
 
     def import_tasks(self, name: str | None, path: str, fmt: str = "auto") -> int:
         from annotation_ui.tasks import read_tasks
 
         self.admin(name)
-        tasks, _ = read_tasks(path, fmt)
+        tasks, _ = read_tasks(client_text(path, "the task file path", LIMITS["path"]), fmt)
         return len(self.store.add_tasks(tasks))

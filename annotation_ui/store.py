@@ -22,7 +22,19 @@ from pathlib import Path
 
 import bcrypt
 from sqlalchemy import (
-    JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, func, select, text,
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
@@ -211,8 +223,8 @@ class Store:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if not name or len(name) > 64:
             raise StoreError("user name must be 1–64 characters")
-        if len(password) < 8:
-            raise StoreError("password must be at least 8 characters")
+        if len(password) < 8 or len(password.encode()) > 72:
+            raise StoreError("password must be at least 8 characters and at most 72 bytes (bcrypt's limit)")
         with self.session() as s:
             if s.scalar(select(User).where(User.name == name)) is not None:
                 raise StoreError(f"user {name!r} already exists")
@@ -345,7 +357,8 @@ class Store:
             k = len(task.responses)
             if flag is None:
                 check_ranks(ranks, k)
-                if scores is not None and (len(scores) != k or any(not 1 <= x <= 5 for x in scores)):
+                if scores is not None and (not isinstance(scores, list) or len(scores) != k or any(
+                        isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 5 for x in scores)):
                     raise StoreError(f"scores must be {k} integers from 1 to 5")
             elif flag not in FLAGS:
                 raise StoreError(f"flag must be one of {', '.join(FLAGS)}")

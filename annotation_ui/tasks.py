@@ -30,7 +30,8 @@ def row_to_task(row: dict, where: str, fmt: str = "auto") -> dict:
         fmt = "jsonl" if "responses" in row else "hh" if "chosen" in row and "rejected" in row else ""
         if not fmt:
             keys = ", ".join(sorted(row)) or "none"
-            raise DataError(f"{where}: unrecognised row (keys: {keys}); expected 'prompt' + 'responses', or HH 'chosen' + 'rejected'")
+            raise DataError(f"{where}: unrecognised row (keys: {keys}); expected 'prompt' + 'responses', "
+                            "or HH 'chosen' + 'rejected'")
     if fmt == "hh":
         group = row_to_group({"chosen": row["chosen"], "rejected": row["rejected"]}, "hh", where)
         return {"prompt": group.prompt, "responses": [_text(r, where, "a reply") for r in group.responses],

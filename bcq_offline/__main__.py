@@ -12,14 +12,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from bcq_offline.behaviour import clone_behaviour
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import drop_long_prompts, load_logged, split_by_prompt
 from bcq_offline.evaluate import evaluate
-from common.bcq.model import build_bcq_model
-from common.bcq.saving import load_bcq, save_bcq
-from bcq_offline.behaviour import clone_behaviour
 from bcq_offline.trainer import BCQTrainer, encode_records
 from common import distributed
+from common.bcq.model import build_bcq_model
+from common.bcq.saving import load_bcq, save_bcq
 from common.checkpoints import claim_run_dir, read_checkpoint, resume, write_checkpoint
 from common.cli import run_stage
 from common.config import parse_args, to_dict
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     online = [p for p in trainer.model.parameters() if p.requires_grad]
     with trainer.q.gathered(online):
         if main_rank:
-            save_bcq(trainer.model, trainer.tokenizer, {"base": g_spec, "q_trunk": cfg.q_trunk, "q_head": cfg.q_head, "tau": cfg.tau, "lora": lora}, final)
+            meta = {"base": g_spec, "q_trunk": cfg.q_trunk, "q_head": cfg.q_head, "tau": cfg.tau, "lora": lora}
+            save_bcq(trainer.model, trainer.tokenizer, meta, final)
     distributed.barrier()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process

@@ -40,7 +40,8 @@ class BCQStageConfig(RunOptions):
     lora_alpha: int = param(32, help="separate trunk: LoRA alpha")
     lora_layers: list[int] | None = param(None, help="separate trunk: decoder layers to adapt (None = all)")
     behaviour_steps: int = param(
-        0, help="behaviour cloning: fine-tune G on the logged responses (imitation loss) for this many steps first; 0 = G as given"
+        0,
+        help="behaviour cloning: fine-tune G on the logged responses (imitation loss) for this many steps first; 0 = G as given",
     )
     behaviour_lr: float = param(1e-4, help="behaviour cloning learning rate (LoRA, merged into G afterwards)")
     q_head: Literal["full", "bilinear"] = param(

@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from common.bcq.decode import constrained_generate
 from common.bcq.constraint import check_tau
+from common.bcq.decode import constrained_generate
 from common.bcq.saving import load_bcq
 from common.cli import run_stage
 

@@ -66,7 +66,9 @@ def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, de
 
 
 @torch.no_grad()
-def polyak_update(target: torch.nn.Module | list[torch.Tensor], online: torch.nn.Module | list[torch.Tensor], rate: float) -> None:
+def polyak_update(
+    target: torch.nn.Module | list[torch.Tensor], online: torch.nn.Module | list[torch.Tensor], rate: float
+) -> None:
     """θ_target ← (1 − rate) θ_target + rate θ_online, in place."""
     if not 0 < rate <= 1:
         raise ValueError(f"polyak rate must lie in (0, 1], got {rate}")

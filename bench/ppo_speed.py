@@ -98,10 +98,10 @@ def our_worker(s: dict) -> dict:
     from common.config import parse_args
     from common.engines import inference_module
     from common.models import load_model_and_tokenizer
+    from common.prompts import Prompt
     from common.reward import load_reward_scorer
     from common.rewards.mixer import RewardMixer, load_domains
     from ppo.config import PPOStageConfig
-    from common.prompts import Prompt
     from ppo.losses import logprobs_of
     from ppo.scoring import MixedReward
     from ppo.trainer import PPOTrainer, build_critic
@@ -243,7 +243,8 @@ def main() -> None:
     og, tg = (ours["peak_gpu_mb"], theirs["peak_gpu_mb"]) if gpu else (1.0, 1.0)
     head = f"{'peak GPU MB':>13}" if gpu else ""
     print(f"\n{'':24}{'episodes/s':>12}{'resp tok/s':>12}{'peak RSS MB':>13}{head}{'warm-up s':>11}")
-    print(f"{'rlhfkit ppo':24}{oe:12.3f}{ot:12.1f}{om:13.0f}" + (f"{og:13.0f}" if gpu else "") + f"{ours['warmup_seconds']:11.1f}")
+    print(f"{'rlhfkit ppo':24}{oe:12.3f}{ot:12.1f}{om:13.0f}" + (f"{og:13.0f}" if gpu else "")
+          + f"{ours['warmup_seconds']:11.1f}")
     print(f"{'TRL 1.9.2 experimental':24}{te:12.3f}{tt:12.1f}{tm:13.0f}" + (f"{tg:13.0f}" if gpu else "")
           + f"{theirs['warmup_seconds']:11.1f}")
     print(f"{'ratio (ours / TRL)':24}{oe / te:12.2f}{ot / tt:12.2f}{om / tm:13.2f}" + (f"{og / tg:13.2f}" if gpu else ""))

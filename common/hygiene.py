@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from common.text import ngrams, words
 
+
 @dataclass
 class HygieneReport:
     steps: list[dict] = field(default_factory=list)

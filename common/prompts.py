@@ -17,7 +17,6 @@ from common.data import DataError, Message, parse_hh_dialogue, parse_prompt, req
 from common.hygiene import mix_by_weight
 from common.preferences import read_rows
 
-
 log = logging.getLogger(__name__)
 
 

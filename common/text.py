@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|\w+", re.UNICODE)
+# Kana, CJK ideographs and Hangul: each character is one word, wherever it stands — a run of
+# other word characters stops at one ("2023年3月" → 2023, 年, 3, 月), which plain \w+ would not do
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
 
 
 def words(text: str) -> list[str]:

@@ -69,13 +69,15 @@ def _ci(x: dict | None, pct: bool = False, signed: bool = False) -> str:
 def table(report: dict) -> str:
     """The summary printed at the end of a run (and shown at the top of report.html)."""
     base = report["baseline"]
-    head = ["policy", "RM score", f"win vs {base}", "length-controlled", "mixed reward", "KL (nats)", "length", "EOS"]
+    head = ["policy", "RM score", f"win vs {base}", "length-controlled", "mixed reward", "KL (nats)", "length", "EOS",
+            "empty"]
     rows = []
     for name, s in report["policies"].items():
         c = report["comparisons"].get(name, {})
         rows.append([name, _ci(s.get("reward_model"), signed=True), _ci(c.get("win_rate"), pct=True) if c else "baseline",
                      _ci(c.get("lc_win_rate"), pct=True) if c else "", _ci(s.get("mixed_reward"), signed=True),
-                     _ci(s.get("kl")), f"{s['length']['mean']:.1f}", f"{100 * s['eos_rate']['mean']:.0f}%"])
+                     _ci(s.get("kl")), f"{s['length']['mean']:.1f}", f"{100 * s['eos_rate']['mean']:.0f}%",
+                     f"{100 * s.get('empty_rate', 0.0):.0f}%"])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)) for r in [head, *rows]]
     for name, c in report["comparisons"].items():
@@ -144,7 +146,8 @@ def plot(run_dir: Path, report: dict) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;width:100%;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;width:100%;margin-bottom:1.5em}
+td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
 th{background:#f3f3f3}pre{white-space:pre-wrap;margin:0;font-family:inherit}.score{color:#555;font-size:.85em}
 .prompt{background:#fafafa}"""
 

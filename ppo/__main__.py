@@ -10,21 +10,21 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import set_seed
 
+from common import distributed
 from common.checkpoints import claim_run_dir, resume
 from common.cli import run_stage
-from common import distributed
 from common.config import parse_args, to_dict
-from common.engines import check_processes, ds_config, inference_module
 from common.data import DataError, batch_for_step
+from common.engines import check_processes, ds_config, inference_module
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.precision import resolve_precision
+from common.prompts import drop_long_prompts, load_prompts
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, load_domains
 from common.runs import FINAL, open_run_dir, publish
 from common.tracking import append_metrics, finish_wandb, start_wandb
 from common.training import record_adapter_base
 from ppo.config import PPOStageConfig
-from common.prompts import drop_long_prompts, load_prompts
 from ppo.plot import plot_reward_curve
 from ppo.scoring import MixedReward
 from ppo.state import load_checkpoint, save_checkpoint

@@ -65,7 +65,10 @@ class PPOStageConfig(RunOptions):
     # --- reward and KL
     kl_coef: float = param(0.2, help="initial β of the KL penalty")
     kl_estimator: Literal["k1", "k2", "k3"] = param("k1", help="per-token KL estimator")
-    kl_in_reward: bool = param(True, help="KL as a per-token reward penalty (True) or as a loss term (False)")
+    kl_in_reward: bool = param(
+        True, help="KL as a per-token reward penalty (True) or as a loss term (False: k2 pulls along ∇KL(π‖π_ref), "
+        "k3 along ∇KL(π_ref‖π); k1 has no pull there and is refused)"
+    )
     adaptive_kl: bool = param(False, help="adapt β towards target_kl")
     target_kl: float = param(6.0, help="adaptive controller's target KL per response")
     kl_horizon: int = param(10000, help="adaptive controller's horizon, in responses")
@@ -94,7 +97,8 @@ class PPOStageConfig(RunOptions):
     steps: int = param(20, help="PPO steps (rollout + update)")
 
     def __post_init__(self):
-        for key in ("prompts_per_step", "samples_per_prompt", "mini_batch_size", "max_new_tokens", "ppo_epochs", "steps", "save_steps"):
+        for key in ("prompts_per_step", "samples_per_prompt", "mini_batch_size", "max_new_tokens", "ppo_epochs", "steps",
+                    "save_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.mini_batch_size > self.prompts_per_step * self.samples_per_prompt:
@@ -103,3 +107,7 @@ class PPOStageConfig(RunOptions):
             raise ValueError(f"cliprange must be in (0, 1), got {self.cliprange}")
         if self.kl_coef < 0 or self.entropy_coef < 0:
             raise ValueError("kl_coef and entropy_coef must be ≥ 0")
+        if not self.kl_in_reward and self.kl_estimator == "k1":
+            raise ValueError("kl_estimator: k1 as a loss term (kl_in_reward: false) has zero expected gradient — it "
+                             "never pulls the policy towards the reference; use k3 (∇KL(π_ref‖π), GRPO's choice) or k2 "
+                             "(∇KL(π‖π_ref)), or keep kl_in_reward: true")

@@ -37,6 +37,12 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KL
     - k1 = −log r              (unbiased, high variance, can be negative)
     - k2 = ½ (log r)²          (biased, low variance, ≥ 0)
     - k3 = (r − 1) − log r     (unbiased, low variance, ≥ 0)
+
+    As *values* (a penalty in the reward) each estimates KL(π ‖ π_ref). As a *loss term*
+    differentiated through log π on samples from π, they pull differently:
+    E[∇k1] = E_π[∇ log π] = 0 (no pull at all); E[∇k2] = E_π[(log π − log π_ref) ∇ log π] =
+    ∇ KL(π ‖ π_ref); E[∇k3] = E_π[(1 − π_ref/π) ∇ log π] = ∇ KL(π_ref ‖ π) (the mass-covering
+    direction). Tested on an exact expectation in tests/test_ppo_losses.py.
     """
     log_ratio = ref_logprobs - logprobs  # (B, T)
     if estimator == "k1":

@@ -47,6 +47,11 @@ class RMStageConfig(TrainingOptions):
         "column = the row's 'margin' value",
     )
     margin_scale: float = param(1.0, help="multiplier of the margin")
+    pair_weighting: Literal["pair", "group"] = param(
+        "pair",
+        help="Bradley–Terry averaging: pair = every ordered pair counts once (a 4-response ranking weighs 6 pairs); "
+        "group = each ranking's pairs averaged first (InstructGPT). Equal on pairs-only data such as HH",
+    )
     freeze_layers: int = param(0, help="full fine-tuning: freeze the embeddings and this many lowest layers")
     head_init: Literal["normal", "zero"] = param("normal", help="score head: small random or zero weights")
 

@@ -2,6 +2,8 @@
 
 Scores every response of every preference group in FILE with the saved reward model and
 prints the same held-out figures as training: accuracy, mean margin, ECE, per-domain accuracy.
+Dialogue pairs that diverge before their last reply are skipped and counted, as training does.
+Responses of all groups are scored together, in batches of similar length.
 """
 
 from __future__ import annotations
@@ -14,22 +16,36 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from common.cli import run_stage
+from common.data import DataError
 from common.preferences import PREFERENCE_FORMATS, read_preferences
 from common.reward import load_reward_scorer
 from reward_model.metrics import format_metrics, preference_metrics
 
 
 def evaluate(model: str, data: str, fmt: str = "auto", batch_size: int = 16) -> dict[str, float]:
-    groups = read_preferences(data, fmt)
+    unpaired: list[str] = []
+    groups = read_preferences(data, fmt, unpaired=unpaired)
+    if not groups:
+        skipped = f" ({len(unpaired)} unpaired skipped)" if unpaired else ""
+        raise DataError(f"{data}: no preference groups to evaluate{skipped}")
     scorer = load_reward_scorer(model)
     width = max(len(g.responses) for g in groups)
     rewards = np.zeros((len(groups), width))
     ranks = np.zeros((len(groups), width), dtype=int)
-    for i, g in enumerate(tqdm(groups, desc="scoring", mininterval=1.0)):
-        k = len(g.responses)
-        rewards[i, :k] = scorer([g.prompt] * k, g.responses, batch_size=batch_size).numpy()
-        ranks[i, :k] = g.ranks
-    return preference_metrics(rewards, ranks, [g.domain for g in groups])
+    # every (group, slot) in one list, scored across groups in batches of similar length
+    items = sorted(((i, j) for i, g in enumerate(groups) for j in range(len(g.responses))),
+                   key=lambda ij: len(groups[ij[0]].responses[ij[1]]) + sum(len(m["content"]) for m in groups[ij[0]].prompt))
+    for start in tqdm(range(0, len(items), batch_size), desc="scoring", mininterval=1.0):
+        part = items[start : start + batch_size]
+        scores = scorer([groups[i].prompt for i, _ in part], [groups[i].responses[j] for i, j in part],
+                        batch_size=batch_size).numpy()
+        for (i, j), score in zip(part, scores):
+            rewards[i, j] = score
+    for i, g in enumerate(groups):
+        ranks[i, : len(g.ranks)] = g.ranks
+    figures = preference_metrics(rewards, ranks, [g.domain for g in groups])
+    figures["skipped_unpaired"] = len(unpaired)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:

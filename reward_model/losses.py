@@ -18,11 +18,14 @@ def pair_mask(ranks: torch.Tensor) -> torch.Tensor:
 
 
 def bradley_terry_loss(
-    rewards: torch.Tensor, ranks: torch.Tensor, margins: torch.Tensor | None = None
+    rewards: torch.Tensor, ranks: torch.Tensor, margins: torch.Tensor | None = None, per_group: bool = False
 ) -> torch.Tensor:
-    """Mean over every ordered pair (i above j) of −log σ(r_i − r_j − m_ij); ties give no pair.
+    """−log σ(r_i − r_j − m_ij) over every ordered pair (i above j); ties give no pair.
 
-    `margins` (G, K, K): how far r_i must exceed r_j (0 = plain Bradley–Terry).
+    `margins` (G, K, K): how far r_i must exceed r_j (0 = plain Bradley–Terry). Averaging:
+    over all pairs (`per_group=False`: a ranking of K responses weighs its K(K−1)/2 pairs, so a
+    4-response group counts 6× a pair), or per group first and then over groups (`per_group=True`,
+    InstructGPT's choice: every ranked prompt counts once, however many responses it has).
     """
     mask = pair_mask(ranks)  # (G, K, K)
     diff = rewards[:, :, None] - rewards[:, None, :]  # (G, K, K): r_i − r_j
@@ -30,7 +33,12 @@ def bradley_terry_loss(
         diff = diff - margins
     if not mask.any():
         return rewards.sum() * 0.0  # keeps the graph: a batch of ties only
-    return -F.logsigmoid(diff[mask]).mean()
+    if not per_group:
+        return -F.logsigmoid(diff[mask]).mean()
+    losses = -F.logsigmoid(diff) * mask  # (G, K, K), 0 off the pairs
+    pairs = mask.sum(dim=(1, 2))  # (G,)
+    has = pairs > 0  # groups of ties only have no pair and no say
+    return (losses.sum(dim=(1, 2))[has] / pairs[has]).mean()
 
 
 def plackett_luce_loss(rewards: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:

@@ -97,7 +97,7 @@ class PreferenceTrainer(Trainer):
         elif cfg.margin == "column":
             k = ranks.shape[1]
             margins = (cfg.margin_scale * inputs["margin"])[:, None, None].expand(-1, k, k)  # (G, K, K)
-        return bradley_terry_loss(rewards, ranks, margins)
+        return bradley_terry_loss(rewards, ranks, margins, per_group=cfg.pair_weighting == "group")
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rewards = self.group_rewards(model, inputs)

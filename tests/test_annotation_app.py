@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from annotation_ui.store import Store
+
 from conftest import free_port
 from helpers.annotation import PASSWORD, ApiError, call, login, seed, start, stop, task
 

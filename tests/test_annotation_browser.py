@@ -13,11 +13,16 @@ from pathlib import Path
 import pytest
 
 from annotation_ui.store import Store
+
 from conftest import free_port
 from helpers.annotation import PASSWORD, seed, start, stop, task
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
+# Every wait ends on a signal the app itself gives (a status text, the upload's "file ready"),
+# not on a time budget; this bound only turns a stalled page into a failure. A busy machine
+# (CI runners are shared) slows the signal down, it does not make it wrong.
+SIGNAL = 300_000
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -38,6 +43,7 @@ class Annotator:
 
     def __init__(self, browser, url: str, name: str, locale: str = "en-US"):
         self.context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1600})
+        self.context.set_default_timeout(SIGNAL)  # clicks and fills wait for the element as long as signals do
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
@@ -48,7 +54,7 @@ class Annotator:
         self.page.get_by_label("username").fill(name)
         self.page.get_by_label("password").fill(PASSWORD)
         self.page.get_by_role("button", name="Login").click()
-        self.page.wait_for_selector("#rk-progress :text('Done')", timeout=60_000)
+        self.page.wait_for_selector("#rk-progress :text('Done')", timeout=SIGNAL)
 
     def responses(self) -> list[str]:
         """The response texts in the order this annotator sees them."""
@@ -74,10 +80,10 @@ class Annotator:
     def wait_status(self, pattern: str) -> str:
         status = self.page.locator("#rk-status")
         try:
-            status.filter(has_text=re.compile(pattern)).wait_for(timeout=30_000)
+            status.filter(has_text=re.compile(pattern)).wait_for(timeout=SIGNAL)
         except Exception:
             self.page.screenshot(path=f"/tmp/rk-failed-{pattern}.png", full_page=True)
-            raise AssertionError(f"status {status.inner_text()!r} never matched {pattern!r}; errors {self.errors}")
+            raise AssertionError(f"status {status.inner_text()!r} never matched {pattern!r}; errors {self.errors}") from None
         return status.inner_text()
 
     def checked_ranks(self, k: int) -> list[str | None]:
@@ -142,11 +148,11 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
 
         # bob revises his task-1 label from "My labels": his old ranks come back, he changes them
         bob.page.get_by_role("tab", name="My labels").click()
-        bob.page.locator("#rk-mine-table").filter(has_text="A:3").wait_for(timeout=30_000)
+        bob.page.locator("#rk-mine-table").filter(has_text="A:3").wait_for(timeout=SIGNAL)
         bob.page.locator("#rk-revise-pick input").click()
         bob.page.get_by_role("option", name="1", exact=True).click()
         bob.page.locator("#rk-revise").click()
-        bob.page.locator("#rk-meta").filter(has_text="Revising").wait_for(timeout=30_000)
+        bob.page.locator("#rk-meta").filter(has_text="Revising").wait_for(timeout=SIGNAL)
         assert task_of(bob.prompt()) == 1 and bob.responses() == rb
         assert bob.checked_ranks(3) == ["3", "2", "1"]
         bob.keys("a", "1", "1", "2", "Control+Enter")
@@ -155,10 +161,10 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
 
         # the language switch relabels the page
         alice.page.locator("#rk-lang label", has_text="中文").click()
-        alice.page.locator("#rk-submit").filter(has_text="提交排序").wait_for(timeout=30_000)
+        alice.page.locator("#rk-submit").filter(has_text="提交排序").wait_for(timeout=SIGNAL)
         assert alice.page.get_by_role("tab", name="我的标注").count() == 1
         alice.page.locator("#rk-lang label", has_text="English").click()
-        alice.page.locator("#rk-submit").filter(has_text="Submit ranking").wait_for(timeout=30_000)
+        alice.page.locator("#rk-submit").filter(has_text="Submit ranking").wait_for(timeout=SIGNAL)
 
         for who in (alice, bob):
             assert not who.dialogs and not who.errors, (who.dialogs, who.errors)
@@ -166,12 +172,12 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         # the admin exports every vote from the admin page
         admin = Annotator(browser, url, "root")
         admin.page.get_by_role("tab", name="Admin").click()
-        admin.page.locator("#rk-totals").filter(has_text="Tasks").wait_for(timeout=30_000)
+        admin.page.locator("#rk-totals").filter(has_text="Tasks").wait_for(timeout=SIGNAL)
         assert "alice" in admin.page.locator("#rk-overview").inner_text()
         admin.page.locator("#rk-combine label", has_text="every vote").click()
         admin.page.locator("#rk-export").click()
         result = admin.page.locator("#rk-export-result")
-        result.filter(has_text="Exported").wait_for(timeout=60_000)
+        result.filter(has_text="Exported").wait_for(timeout=SIGNAL)
         folder = Path(re.search(r"to (\S+)\.$", result.inner_text().strip()).group(1).strip("`"))
         rows = [json.loads(line) for line in (folder / "pairs.jsonl").read_text().splitlines()]
         got = Counter((r["prompt"][-1]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows)
@@ -190,9 +196,9 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
             with admin.page.expect_file_chooser() as chooser:
                 upload.locator("button.upload-container").click()
             chooser.value.set_files(str(path))
-            upload.filter(has_text=path.name).wait_for(timeout=30_000)
+            admin.page.locator("#rk-import-result").filter(has_text=f"File ready: {path.name}").wait_for(timeout=SIGNAL)
             admin.page.locator("#rk-import").click()
-            admin.page.locator("#rk-import-result").filter(has_text=message).wait_for(timeout=30_000)
+            admin.page.locator("#rk-import-result").filter(has_text=message).wait_for(timeout=SIGNAL)
         # … or generates K candidates per prompt with a model, a progress bar in the page
         prompts = tmp_path / "prompts.jsonl"
         prompts.write_text('{"prompt": "Is a verbal contract binding?", "domain": "finance"}\n'
@@ -201,14 +207,14 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         with admin.page.expect_file_chooser() as chooser:
             upload.locator("button.upload-container").click()
         chooser.value.set_files(str(prompts))
-        upload.filter(has_text=prompts.name).wait_for(timeout=30_000)
+        admin.page.locator("#rk-generate-result").filter(has_text=f"File ready: {prompts.name}").wait_for(timeout=SIGNAL)
         admin.page.locator("#rk-gen-model textarea, #rk-gen-model input").first.fill(str(tiny_model_dir))
         for slider, value in (("#rk-gen-k", "2"), ("#rk-gen-tokens", "16")):
             box = admin.page.locator(f"{slider} input[type=number]")
             box.fill(value)
             box.press("Tab")
         admin.page.locator("#rk-generate").click()
-        admin.page.locator("#rk-generate-result").filter(has_text="Generated 2 tasks").wait_for(timeout=120_000)
+        admin.page.locator("#rk-generate-result").filter(has_text="Generated 2 tasks").wait_for(timeout=SIGNAL)
         assert not admin.dialogs and not admin.errors
     finally:
         stop(proc)

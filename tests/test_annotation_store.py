@@ -75,9 +75,9 @@ def test_submit_is_idempotent_and_revisions_are_kept(store):
     again = store.submit(a, 1, [1, 2, 3], "req-1")
     assert again.id == first.id and len(store.labels(latest_only=False)) == 1
     store.submit(a, 1, [3, 2, 1], "req-2")  # a revision
-    versions = [(l.version, l.ranks) for l in store.labels(a, latest_only=False)]
+    versions = [(lab.version, lab.ranks) for lab in store.labels(a, latest_only=False)]
     assert versions == [(1, [1, 2, 3]), (2, [3, 2, 1])]
-    assert [l.ranks for l in store.labels(a)] == [[3, 2, 1]]
+    assert [lab.ranks for lab in store.labels(a)] == [[3, 2, 1]]
     assert store.labels(b) == []  # b sees none of a's labels
     with pytest.raises(StoreError, match="not assigned"):
         store.submit(b, 1, [1, 2, 3], "req-3")
@@ -111,10 +111,10 @@ def test_many_annotators_at_once_never_exceed_the_overlap_and_lose_nothing(store
         t.join()
     assert not errors, errors
     labels = store.labels(latest_only=False)
-    assert sorted(l.id for l in labels) == sorted(i for _, _, i in acked)  # every acknowledged label, once
+    assert sorted(lab.id for lab in labels) == sorted(i for _, _, i in acked)  # every acknowledged label, once
     per_task = {}
-    for l in labels:
-        per_task.setdefault(l.task_id, set()).add(l.user_id)
+    for lab in labels:
+        per_task.setdefault(lab.task_id, set()).add(lab.user_id)
     assert all(len(v) == overlap for v in per_task.values()) and len(per_task) == 8
 
 
@@ -142,7 +142,8 @@ def test_bad_task_files_name_the_line_and_import_nothing(tmp_path):
 
 def test_hh_rows_become_two_response_tasks_behind_a_notice(tmp_path):
     path = tmp_path / "hh.jsonl"
-    path.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello!", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}) + "\n")
+    row = {"chosen": "\n\nHuman: hi\n\nAssistant: hello!", "rejected": "\n\nHuman: hi\n\nAssistant: go away"}
+    path.write_text(json.dumps(row) + "\n")
     (t,), skipped = read_tasks(str(path))
     assert t["responses"] == ["hello!", "go away"] and t["content_notice"] and skipped == 0
 

@@ -62,3 +62,53 @@ def test_ranks_as_picked_become_dense_and_travel_between_display_and_original_or
     display = ["best", "mid", "worst"]
     original = to_original(display, order)
     assert original == ["mid", "worst", "best"] and to_display(original, order) == display
+
+
+def test_ranks_scores_and_task_ids_that_are_not_integers_are_refused_and_nothing_is_stored(tmp_path):
+    from annotation_ui.config import AnnotationConfig
+    from annotation_ui.service import Service
+    from annotation_ui.store import Store
+
+    store = Store(str(tmp_path / "db.sqlite"))
+    store.add_user("ann", "password123")
+    store.add_tasks([{"prompt": [{"role": "user", "content": "q"}], "responses": ["a", "b", "c"]}])
+    service = Service(store, AnnotationConfig(db=str(tmp_path / "db.sqlite")))
+    t = service.next_task("ann")
+    for ranks, scores, task_id in [([1.5, 2, 3], None, t["task_id"]), ([1.0, 2, 3], None, t["task_id"]),
+                                   ([1, 2, 3], [5, 4.5, 1], t["task_id"]), ([1, 2, 3], [5, True, 1], t["task_id"]),
+                                   ([1, 2, 3], None, float(t["task_id"]) + 0.5), (["1", "2", "3.0"], None, t["task_id"])]:
+        with pytest.raises(StoreError, match="integer"):
+            service.submit("ann", task_id, ranks, t["request_id"], scores)
+    assert store.labels() == []
+    assert service.submit("ann", str(t["task_id"]), ["1", 2, 3], t["request_id"], ["5", 4, 1])["version"] == 1
+    with pytest.raises(StoreError, match="scores must be"):  # the store's own check, for any other caller
+        store.submit(store.user("ann").id, t["task_id"], [1, 2, 3], "another-request-id", scores=[1.5, 2, 3])
+
+
+def test_client_text_is_bounded_and_refused_past_the_limit(tmp_path):
+    import asyncio
+
+    from annotation_ui.config import AnnotationConfig
+    from annotation_ui.service import LIMITS, Service
+    from annotation_ui.store import Store
+
+    store = Store(str(tmp_path / "db.sqlite"))
+    store.add_user("ann", "password123")
+    store.add_tasks([{"prompt": [{"role": "user", "content": "q"}], "responses": ["a", "b"]}])
+    service = Service(store, AnnotationConfig(db=str(tmp_path / "db.sqlite")))
+    t = service.next_task("ann")
+    with pytest.raises(StoreError, match="the note is 200000 characters; the limit is 2000"):
+        service.flag("ann", t["task_id"], "broken", "x" * 200_000, t["request_id"])
+    with pytest.raises(StoreError, match="request_id"):
+        service.flag("ann", t["task_id"], "broken", "ok", "r" * 65)
+    assert store.labels() == []
+    assert service.flag("ann", t["task_id"], "broken", "y" * LIMITS["note"], t["request_id"])["flag"] == "broken"
+    # logins with an over-long name or password are refused before bcrypt sees them
+    assert asyncio.run(service.login("ann", "password123")) is True
+    assert asyncio.run(service.login("ann" * 30, "password123")) is False
+    assert asyncio.run(service.login("ann", "p" * 100_000)) is False
+    with pytest.raises(StoreError, match="72 bytes"):
+        store.add_user("long", "p" * 73)
+    store.add_user("boss", "password123", "admin")
+    with pytest.raises(StoreError, match="combine"):
+        service.export("boss", "x" * 5000)

@@ -10,9 +10,9 @@ import torch
 
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
+from bcq_offline.trainer import BCQTrainer, encode_records
 from common.bcq.decode import constrained_generate
 from common.bcq.model import build_bcq_model
-from bcq_offline.trainer import BCQTrainer, encode_records
 from common.config import parse_args
 from common.models import load_model_and_tokenizer
 

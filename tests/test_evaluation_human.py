@@ -13,6 +13,7 @@ import pytest
 
 from annotation_ui.store import Store
 from evaluation.__main__ import main
+
 from conftest import REPO, free_port
 from helpers.annotation import call, login, seed, start, stop, task
 

@@ -130,7 +130,8 @@ def test_the_html_page_escapes_replies_prompts_and_names(tmp_path):
                Reply("<img src=x onerror=alert(2)>", 0, 0, "fine & dandy", [1], False, scores={"rm": -0.5})]
     ci = {"mean": 0.5, "low": 0.1, "high": 0.9, "n": 1}
     report = {"run_name": "<svg/onload=alert(3)>", "baseline": "base", "prompts": {"total": 1},
-              "policies": {"base": {"length": ci, "eos_rate": ci}, "<img src=x onerror=alert(2)>": {"length": ci, "eos_rate": ci}},
+              "policies": {"base": {"length": ci, "eos_rate": ci},
+                           "<img src=x onerror=alert(2)>": {"length": ci, "eos_rate": ci}},
               "comparisons": {}}
     page = write_html(tmp_path, report, replies, [prompt], None).read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

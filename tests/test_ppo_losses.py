@@ -115,3 +115,33 @@ def test_adaptive_kl_controller_moves_towards_target():
     assert ctl.value == pytest.approx(0.204)
     ctl.update(current_kl=3.0, n_steps=10)  # error −0.5 clipped to −0.2
     assert ctl.value == pytest.approx(0.204 * 0.98)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_kl_estimators_as_loss_terms_pull_where_documented(estimator):
+    # a categorical policy π = softmax(θ) over 4 actions and a fixed reference; the loss term's
+    # expected gradient, E_{a~π}[∇ k(a)] with the sampling weights held fixed, worked out exactly
+    theta = torch.tensor([0.3, -0.2, 1.1, 0.0], requires_grad=True)
+    ref = torch.log_softmax(torch.tensor([0.0, 0.5, -0.5, 0.2]), dim=0)
+    logp = torch.log_softmax(theta, dim=0)
+    weights = logp.exp().detach()
+    (weights * kl_penalty(logp, ref, estimator)).sum().backward()
+    pi = torch.softmax(theta.detach(), 0)
+    theta_r = theta.detach().clone().requires_grad_(True)
+    reverse = (torch.softmax(theta_r, 0) * (torch.log_softmax(theta_r, 0) - ref)).sum()  # KL(π ‖ π_ref)
+    (grad_reverse,) = torch.autograd.grad(reverse, theta_r)
+    theta_f = theta.detach().clone().requires_grad_(True)
+    forward = (ref.exp() * (ref - torch.log_softmax(theta_f, 0))).sum()  # KL(π_ref ‖ π)
+    (grad_forward,) = torch.autograd.grad(forward, theta_f)
+    want = {"k1": torch.zeros(4), "k2": grad_reverse, "k3": grad_forward}[estimator]
+    assert torch.allclose(theta.grad, want, atol=1e-6), (estimator, theta.grad, want)
+    assert pi.sum() == pytest.approx(1.0)
+
+
+def test_k1_as_a_loss_term_is_refused_with_the_reason():
+    from common.config import ConfigError, parse_args
+    from ppo.config import PPOStageConfig
+
+    with pytest.raises(ConfigError, match="k1 as a loss term .* zero expected gradient"):
+        parse_args(PPOStageConfig, ["--kl_in_reward", "false", "--kl_estimator", "k1"])
+    assert parse_args(PPOStageConfig, ["--kl_in_reward", "false", "--kl_estimator", "k3"]).kl_estimator == "k3"

@@ -7,8 +7,8 @@ import torch
 
 from common.config import parse_args
 from common.models import load_model_and_tokenizer
-from ppo.config import PPOStageConfig
 from common.prompts import Prompt
+from ppo.config import PPOStageConfig
 from ppo.trainer import PPOTrainer, build_critic
 
 PROMPTS = [Prompt([{"role": "user", "content": f"Say something about {w}."}], "general", None, "test")
@@ -23,7 +23,9 @@ def make_trainer(model_dir, score_fn, *overrides: str) -> PPOTrainer:
     ])
     torch.manual_seed(0)
     policy, tokenizer = load_model_and_tokenizer(str(model_dir))
-    critic = build_critic(str(model_dir), zero_head=True, freeze_layers=cfg.critic_freeze_layers) if cfg.value_model == "separate" else None
+    critic = None
+    if cfg.value_model == "separate":
+        critic = build_critic(str(model_dir), zero_head=True, freeze_layers=cfg.critic_freeze_layers)
     return PPOTrainer(cfg, policy, tokenizer, critic, score_fn)
 
 
@@ -158,7 +160,8 @@ def test_compiled_generation_matches_the_default_path_and_compiles_once(tiny_mod
     other prompt lengths reuses the compiled step instead of compiling again."""
     import torch._dynamo
 
-    longer = [Prompt([{"role": "user", "content": f"Tell me, in a few words, something about {w} please."}], "general", None, "test")
+    longer = [Prompt([{"role": "user", "content": f"Tell me, in a few words, something about {w} please."}], "general",
+                     None, "test")
               for w in ("cats", "rates", "contracts", "code", "health", "rain", "tea", "maps")]
     torch._dynamo.reset()
     responses = {}
@@ -190,3 +193,17 @@ def test_compiled_generation_under_zero3_is_a_config_error(tiny_model_dir):
     policy, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
     with pytest.raises(ConfigError, match="compile_generation.*ZeRO-3.*zero3.json"):
         PPOTrainer(cfg, policy, tokenizer, None, constant(0.0), ds={"zero_optimization": {"stage": 3}})
+
+
+@pytest.mark.parametrize("estimator", ["k2", "k3"])
+def test_kl_as_a_loss_term_pulls_the_policy_towards_the_reference(tiny_model_dir, estimator):
+    # the rule reward pushes the policy away from the reference; the same run with a KL loss term
+    # (kl_in_reward: false) must end closer to it than one without any KL
+    def final_kl(coef: str) -> float:
+        trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), "--kl_in_reward", "false",
+                               "--kl_estimator", estimator, "--kl_coef", coef)
+        history = [trainer.step(PROMPTS) for _ in range(15)]
+        return sum(h["objective/kl"] for h in history[-5:]) / 5
+
+    free, pulled = final_kl("0"), final_kl("1.0")
+    assert pulled < 0.7 * free, (free, pulled)

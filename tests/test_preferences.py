@@ -38,7 +38,8 @@ def test_pair_ranking_and_hh_rows_become_groups():
         ({"prompt": "q", "chosen": "a"}, "unrecognised row .*prompt.*responses"),
         ({"chosen": "a", "rejected": "b"}, "missing field 'prompt'"),
         ({**PAIR, "margin": "big"}, "'margin' must be a number"),
-        ({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: x\n\nAssistant: y"}, "differ before their last reply"),
+        ({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: x\n\nAssistant: y"},
+         "differ before their last reply"),
     ],
 )
 def test_bad_rows_name_file_line_and_problem(tmp_path, row, problem):

@@ -87,7 +87,8 @@ def test_lora_reward_model_on_an_sft_adapter_backbone(tiny_model_dir, tmp_path):
     from sft.__main__ import main as sft_main
 
     sft_main(["--config", str(REPO / "configs/sft/tiny.yaml"), "--model", str(tiny_model_dir),
-              "--output_root", str(tmp_path / "sft"), "--max_steps", "2", "--data", f"[{{path: {REPO}/data/samples/sft_chat.jsonl}}]"])
+              "--output_root", str(tmp_path / "sft"), "--max_steps", "2",
+              "--data", f"[{{path: {REPO}/data/samples/sft_chat.jsonl}}]"])
     sft_model = tmp_path / "sft/tiny/model"
     main(rm_args(sft_model, tmp_path / "rm", "--finetune", "lora", "--lora.target_modules", "[q_proj, v_proj]",
                  "--loss", "plackett_luce", "--max_steps", "4"))
@@ -103,7 +104,8 @@ def test_malformed_preferences_stop_before_anything_is_written(tiny_model_dir, t
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "responses": ["a"], "ranks": [1]}\n')
     with pytest.raises(DataError, match=r"bad\.jsonl:2: a ranking needs at least 2 responses"):
-        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"), "--data", f"[{{path: {bad}}}]"])
+        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
+              "--data", f"[{{path: {bad}}}]"])
     assert not (tmp_path / "out").exists()
 
 
@@ -139,3 +141,21 @@ def test_early_stopping_on_validation_loss(tiny_model_dir, tmp_path):
     main(rm_args(tiny_model_dir, tmp_path, "--max_steps", "40", "--eval_steps", "2", "--save_steps", "2",
                  "--early_stopping_patience", "1", "--early_stopping_threshold", "100"))
     assert summary(tmp_path / "tiny")["global_step"] == 4, "first eval sets the best, the second fails the threshold"
+
+
+def test_evaluate_skips_and_counts_dialogues_that_diverge_early_like_training(tiny_reward_model, tmp_path):
+    from reward_model.evaluate import evaluate
+
+    rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: a good answer {i}", "rejected": f"\n\nHuman: q{i}\n\nAssistant: bad {i}"}
+            for i in range(5)]
+    # real HH has rows like this: a stray "Human:" inside a reply makes the dialogues differ before the end
+    rows.insert(2, {"chosen": "\n\nHuman: q\n\nAssistant: x\n\nHuman: more\n\nAssistant: y",
+                    "rejected": "\n\nHuman: q\n\nAssistant: z"})
+    data = tmp_path / "hh.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures = evaluate(str(tiny_reward_model), str(data), batch_size=4)
+    assert figures["pairs"] == 5 and figures["skipped_unpaired"] == 1
+    # scored across groups in batches: the same figures as one group at a time
+    one_by_one = evaluate(str(tiny_reward_model), str(data), batch_size=1)
+    assert figures["accuracy"] == one_by_one["accuracy"]
+    assert figures["mean_margin"] == pytest.approx(one_by_one["mean_margin"], abs=1e-5)

@@ -8,6 +8,7 @@ from common.rewards.accuracy import exact_match, lcs_length, rouge_l, token_f1
 from common.rewards.diversity import distinct_n, diversity_scores, non_repetition
 from common.rewards.efficiency import length_score
 from common.rewards.mixer import DomainConfig, RewardMixer, RewardWeights, RunningNorm, Sample, load_domains
+from common.text import words
 
 
 def test_reference_metrics():
@@ -25,6 +26,15 @@ def test_chinese_is_scored_character_by_character():
     # pred 每天两次 (4 chars), ref 每天三次 (4 chars): 3 shared → F1 = 3/4
     assert token_f1("每天两次", "每天三次") == pytest.approx(0.75)
     assert rouge_l("每天两次", "每天三次") == pytest.approx(0.75)
+
+
+def test_mixed_chinese_and_latin_text_splits_at_every_cjk_character():
+    assert words("2023年3月发布了GPT模型") == ["2023", "年", "3", "月", "发", "布", "了", "gpt", "模", "型"]
+    assert words("答案是42元，约合6美元") == ["答", "案", "是", "42", "元", "约", "合", "6", "美", "元"]
+    assert token_f1("2023年", "2023 年") == 1.0
+    # pred 答 案 是 42 元, ref 42 元: P = 2/5, R = 1 → F1 = 2·0.4/1.4
+    assert token_f1("答案是 42 元", "42元") == pytest.approx(0.8 / 1.4)
+    assert exact_match("42元", "42 元") == 1.0 and words("café naïve") == ["café", "naïve"]
 
 
 def test_diversity_components():
@@ -120,3 +130,15 @@ def test_reward_norm_running_or_saved_reward_model_statistics():
                        Sample(response="y", domain="general", group=10, n_tokens=1, reference="x")]
     out, _ = RewardMixer(domains, rm_saved_stats=True)(mixed)
     assert out.tolist() == pytest.approx([0.5, 1.5, 2.5, 1.0, -1.0])
+
+
+def test_reward_model_scores_and_reference_metrics_keep_separate_statistics():
+    domains = {"general": DomainConfig(name="general", weights=RewardWeights(accuracy=1.0, diversity=0.0, efficiency=0.0))}
+    rm = [Sample(response=f"a{i}", domain="general", group=i, n_tokens=3, rm_score=s) for i, s in enumerate([0.5, 1.5, 2.5])]
+    ref = [Sample(response=r, domain="general", group=9 + i, n_tokens=1, reference="x") for i, r in enumerate(["x", "y"])]
+    # running: RM scores z-scored among themselves (mean 1.5, std √(2/3)), F1 1 and 0 among themselves
+    out, _ = RewardMixer(domains)(rm + ref)
+    assert out.tolist() == pytest.approx([-1.2247, 0.0, 1.2247, 1.0, -1.0], abs=1e-4)
+    # so an RM score's normalised value does not depend on how many reference rows share its batch
+    alone, _ = RewardMixer(domains)(rm)
+    assert out[:3].tolist() == pytest.approx(alone.tolist(), abs=1e-6)

@@ -45,6 +45,21 @@ def test_bradley_terry_averages_every_pair_of_a_ranking_and_applies_margins():
     assert bradley_terry_loss(rewards, ranks, margins).item() == pytest.approx(expected_m, abs=1e-6)
 
 
+def test_bradley_terry_per_group_averaging_counts_each_ranking_once():
+    # group 1: a 3-response ranking (3 pairs: gaps 1, 2, 1); group 2: one pair with gap 0.5; group 3: all tied
+    rewards = torch.tensor([[2.0, 1.0, 0.0], [0.5, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    ranks = torch.tensor([[1, 2, 3], [1, 2, 0], [1, 1, 0]])
+    three = [nll_sigmoid(1), nll_sigmoid(2), nll_sigmoid(1)]
+    # by pair: the ranking's 3 pairs outweigh the lone pair 3 : 1
+    by_pair = (sum(three) + nll_sigmoid(0.5)) / 4
+    assert bradley_terry_loss(rewards, ranks).item() == pytest.approx(by_pair, abs=1e-6)
+    # by group: each group's mean, then the mean over the two groups that have a pair
+    by_group = (sum(three) / 3 + nll_sigmoid(0.5)) / 2
+    assert bradley_terry_loss(rewards, ranks, per_group=True).item() == pytest.approx(by_group, abs=1e-6)
+    pairs_only = torch.tensor([[1.0, 0.0], [0.3, 0.9]]), torch.tensor([[1, 2], [2, 1]])
+    assert bradley_terry_loss(*pairs_only).item() == pytest.approx(bradley_terry_loss(*pairs_only, per_group=True).item())
+
+
 def test_score_margins_follow_score_differences():
     margins = score_margins(torch.tensor([[5.0, 3.0]]), scale=0.25)
     assert margins[0].tolist() == [[0.0, 0.5], [0.0, 0.0]]

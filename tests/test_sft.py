@@ -57,7 +57,8 @@ def test_hygiene_drops_duplicates_empty_turns_and_long_chats(tiny_model_dir, tmp
     long_answer = "word " * 400
     lines = [chat(f"question number {i} about topic {i * 7}", f"answer {i}") for i in range(20)]
     lines += [chat("question number 3 about topic 21", "answer 3"), chat("Question  number 3 about topic 21", "answer 3")]
-    lines += [chat("empty reply", "  "), chat("long", long_answer), json.dumps({"messages": [{"role": "user", "content": "no reply"}]})]
+    lines += [chat("empty reply", "  "), chat("long", long_answer),
+              json.dumps({"messages": [{"role": "user", "content": "no reply"}]})]
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(lines) + "\n")
     cfg = tiny_cfg(tiny_model_dir, tmp_path, "--hygiene.val_fraction", "0.1", "--hygiene.max_tokens", "200")

@@ -14,11 +14,10 @@ import tempfile
 import time
 
 import torch
+import trl.experimental.ppo.ppo_trainer as ppo_module
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
-
-import trl.experimental.ppo.ppo_trainer as ppo_module
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 s = json.loads(sys.argv[1])
@@ -76,7 +75,8 @@ class StepClock(TrainerCallback):
 clock = StepClock()
 with tempfile.TemporaryDirectory() as out:
     args = PPOConfig(
-        output_dir=out, per_device_train_batch_size=s["batch"], gradient_accumulation_steps=1, num_mini_batches=s["batch"] // s["mini_batch"],
+        output_dir=out, per_device_train_batch_size=s["batch"], gradient_accumulation_steps=1,
+        num_mini_batches=s["batch"] // s["mini_batch"],
         num_ppo_epochs=s["ppo_epochs"], response_length=s["max_new_tokens"], total_episodes=len(dataset),
         stop_token="eos", temperature=s["temperature"], learning_rate=s["policy_lr"], kl_coef=s["kl_coef"],
         missing_eos_penalty=s["missing_eos_penalty"], local_rollout_forward_batch_size=s["batch"],

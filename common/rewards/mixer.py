@@ -2,9 +2,12 @@
 
 Each domain's weights, token budget and reference metric live in `configs/domains/<name>.yaml`
 (parsed strictly into `DomainConfig`). Components are brought to one scale before mixing by
-a running mean/std per component (Welford; the first batch uses its own statistics), so a
-reward-model score and a [0, 1] length score weigh what their weights say. One batch may mix
-domains: each sample uses its own domain's weights.
+a running mean/std per component *and source* (Welford; the first batch uses its own
+statistics), so a reward-model score and a [0, 1] length score weigh what their weights say.
+Accuracy has two sources on different scales — reward-model scores, and reference metrics
+(F1, exact match, ROUGE-L in [0, 1]) — each with its own statistics, so neither's scale depends
+on how many of the other a batch holds. One batch may mix domains: each sample uses its own
+domain's weights.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from common.rewards.diversity import diversity_scores
 from common.rewards.efficiency import length_score
 
 COMPONENTS = ("accuracy", "diversity", "efficiency")
+# running statistics: one per component, and accuracy's reference metrics apart from reward-model scores
+NORMS = (*COMPONENTS, "accuracy_reference")
 DOMAINS_DIR = Path(__file__).resolve().parents[2] / "configs" / "domains"
 
 
@@ -143,7 +148,7 @@ class RewardMixer:
 
     domains: dict[str, DomainConfig]
     rm_saved_stats: bool = False
-    norms: dict[str, RunningNorm] = field(default_factory=lambda: {c: RunningNorm() for c in COMPONENTS})
+    norms: dict[str, RunningNorm] = field(default_factory=lambda: {c: RunningNorm() for c in NORMS})
 
     def __call__(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mixed rewards (B,) and the raw components (for logging per domain)."""
@@ -151,14 +156,18 @@ class RewardMixer:
         weights = torch.tensor(
             [[getattr(self.domains[s.domain].weights, c) for c in COMPONENTS] for s in samples]
         )  # (B, 3)
-        # (B,) True where accuracy is a reward-model score that keeps its saved normalization
+        # (B,) True where accuracy is a reference metric, and where it is a reward-model score that
+        # keeps its saved normalization
+        is_ref = torch.tensor([s.reference is not None for s in samples])
         as_saved = torch.tensor([self.rm_saved_stats and s.reference is None and s.rm_score is not None for s in samples])
         normalized = []
         for c in COMPONENTS:
             x = raw[c]
             if c == "accuracy":
-                self.norms[c].update(x[~as_saved])
-                normalized.append(torch.where(as_saved, x, self.norms[c].normalize(x)))
+                ref_norm, rm_norm = self.norms["accuracy_reference"], self.norms["accuracy"]
+                ref_norm.update(x[is_ref])
+                rm_norm.update(x[~is_ref & ~as_saved])
+                normalized.append(torch.where(is_ref, ref_norm.normalize(x), torch.where(as_saved, x, rm_norm.normalize(x))))
             else:
                 self.norms[c].update(x)
                 normalized.append(self.norms[c].normalize(x))
@@ -169,4 +178,5 @@ class RewardMixer:
         return {c: vars(n).copy() for c, n in self.norms.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.norms = {c: RunningNorm(**state[c]) for c in COMPONENTS}
+        # a checkpoint from before accuracy_reference existed starts that one afresh
+        self.norms = {c: RunningNorm(**state[c]) if c in state else RunningNorm() for c in NORMS}
