@@ -25,15 +25,38 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup test lint sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
 
-setup: $(VENV)/.installed default-model
+setup: system-packages $(VENV)/.installed default-model
 
+# What the commands need from the system: a C++ compiler (DeepSpeed JIT-builds its CPU
+# communication op), Python's venv, and for the annotation app's tests Debian's Chromium (driven
+# by Playwright; never `playwright install`) and PostgreSQL (the tests start their own server).
+# Installed with apt when we are root; otherwise the exact command to run is printed.
+SYSTEM_PACKAGES_CHECK = \
+	command -v g++ >/dev/null || echo g++; \
+	$(PY) -c 'import venv, ensurepip' 2>/dev/null || echo python3-venv; \
+	test -x /usr/bin/chromium || echo chromium; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || echo postgresql
+system-packages:
+	@missing="$$($(SYSTEM_PACKAGES_CHECK))"; missing=$$(echo $$missing); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages: $$missing"; \
+	    log=$$(mktemp); (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	      >$$log 2>&1 || { tail -20 $$log; exit 1; }; \
+	  else \
+	    echo "missing system packages: $$missing — run: sudo apt-get install -y $$missing, then make setup again"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Development and tests get everything; a training node needs only `pip install -e .` (+ deepspeed).
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[annotation,test]'
 	# deepspeed's setup imports torch: build it against the venv's torch, not an isolated one
 	$(PYTHON) -m pip install -q --no-build-isolation 'deepspeed==0.19.8'
 	# the default model's package: its own dependencies are a runtime we do not use

@@ -61,13 +61,13 @@ def build(cfg: BCQStageConfig, run_dir: Path):
         else:
             encode = partial(encode_records, tokenizer, max_response_tokens=cfg.max_response_tokens)
             lm, behaviour_nll = clone_behaviour(lm, encode, train, cfg.behaviour_steps, cfg.batch_size, cfg.behaviour_lr,
-                                                cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers, cfg.seed)
+                                                cfg.lora, cfg.seed)
             log.info("behaviour cloning: response NLL %.3f → %.3f", behaviour_nll[0], behaviour_nll[-1])
             if distributed.is_main_process():  # G is part of the result: model/ names it as its base
                 save_model_folder(lm, tokenizer, g_folder)
             distributed.barrier()
         g_spec = str(g_folder)
-    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers, cfg.q_head)
+    model = build_bcq_model(lm, cfg.q_trunk, cfg.q_init_scale, cfg.lora, cfg.q_head)
     ds = None
     if cfg.deepspeed:
         bf16 = resolve_precision(cfg.precision) == "bf16"
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             save_checkpoint(run_dir, step + 1, trainer, cfg.save_total_limit)
 
     final = run_dir / FINAL
-    lora = {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha, "layers": cfg.lora_layers}
+    lora = to_dict(cfg.lora)
     online = [p for p in trainer.model.parameters() if p.requires_grad]
     with trainer.q.gathered(online):
         if main_rank:

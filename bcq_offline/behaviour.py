@@ -14,6 +14,7 @@ from torch import nn
 
 from bcq_offline.data import LoggedResponse
 from common.data import batch_for_step
+from common.lora import LoraSettings, peft_config
 
 
 def response_nll(lm: nn.Module, batch) -> torch.Tensor:
@@ -27,15 +28,12 @@ def response_nll(lm: nn.Module, batch) -> torch.Tensor:
 
 
 def clone_behaviour(lm: nn.Module, encode, records: list[LoggedResponse], steps: int, batch_size: int, lr: float,
-                    lora_rank: int, lora_alpha: int, lora_layers: list[int] | None, seed: int) -> tuple[nn.Module, list[float]]:
+                    lora: LoraSettings, seed: int) -> tuple[nn.Module, list[float]]:
     """→ (G fine-tuned and merged, the NLL of every step). `encode(records)` → a `TokenBatch`."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     torch.manual_seed(seed)
-    model = get_peft_model(lm, LoraConfig(
-        r=lora_rank, lora_alpha=lora_alpha, layers_to_transform=lora_layers, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    ))
+    model = get_peft_model(lm, peft_config(lora, "CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     losses = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.lora import LoraSettings
 from common.runs import RunOptions
 
 
@@ -36,9 +37,7 @@ class BCQStageConfig(RunOptions):
     q_trunk: Literal["shared", "separate"] = param(
         "shared", help="Q head on G's frozen trunk (shared), or on LoRA adapters of its own over the same base (separate)"
     )
-    lora_rank: int = param(16, help="separate trunk: LoRA rank")
-    lora_alpha: int = param(32, help="separate trunk: LoRA alpha")
-    lora_layers: list[int] | None = param(None, help="separate trunk: decoder layers to adapt (None = all)")
+    lora: LoraSettings = param(LoraSettings(dropout=0.0), help="LoRA shape of the separate trunk and of behaviour cloning")
     behaviour_steps: int = param(
         0,
         help="behaviour cloning: fine-tune G on the logged responses (imitation loss) for this many steps first; 0 = G as given",

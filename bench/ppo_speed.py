@@ -110,7 +110,7 @@ def our_worker(s: dict) -> dict:
     torch.set_num_threads(s["threads"])
     cfg = parse_args(PPOStageConfig, [
         "--policy", s["policy"], "--reward_model", s["reward_model"], "--finetune", s["finetune"],
-        "--lora_rank", str(s["lora_rank"]), "--lora_alpha", str(s["lora_alpha"]), "--lora_layers", json.dumps(s["lora_layers"]),
+        "--lora.rank", str(s["lora_rank"]), "--lora.alpha", str(s["lora_alpha"]), "--lora.layers", json.dumps(s["lora_layers"]),
         "--critic_freeze_layers", str(s["critic_freeze_layers"]), "--prompts_per_step", str(s["batch"]),
         "--samples_per_prompt", "1", "--mini_batch_size", str(s["mini_batch"]), "--ppo_epochs", str(s["ppo_epochs"]),
         "--max_new_tokens", str(s["max_new_tokens"]), "--temperature", str(s["temperature"]),

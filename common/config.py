@@ -26,6 +26,10 @@ class ConfigError(ValueError):
     """A recipe or override that cannot become a config: names the key and its source."""
 
 
+# keys of older recipes → their spelling now (an old key is an error that names the new one)
+RENAMED = {"lora_rank": "lora.rank", "lora_alpha": "lora.alpha", "lora_layers": "lora.layers"}
+
+
 def param(default: Any = dataclasses.MISSING, help: str = "") -> Any:  # noqa: A002 - mirrors argparse
     """A dataclass field with a help line; mutable defaults are copied per instance."""
     meta = {"help": help}
@@ -55,6 +59,8 @@ def from_dict(cls: type[T], data: dict, source: str = "<config>", prefix: str = 
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
+        if key in RENAMED and RENAMED[key].split(".")[0] in fields:
+            raise ConfigError(f"{source}: '{prefix}{key}' is now spelled '{prefix}{RENAMED[key]}'")
         close = difflib.get_close_matches(str(key), list(fields), n=1)
         hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
         raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")

@@ -16,30 +16,13 @@ from transformers import EarlyStoppingCallback
 
 from common import distributed
 from common.config import param
+from common.lora import LoraSettings, peft_config
 from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
 from common.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, RunOptions, publish, resolve_resume
 from common.tracking import MetricsFileCallback, setup_wandb, truncate_metrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoraSettings:
-    """LoRA adapter shape (used when finetune = lora)."""
-
-    rank: int = param(16, help="adapter rank r")
-    alpha: int = param(32, help="scaling numerator: updates are scaled by alpha / r")
-    dropout: float = param(0.05, help="dropout on the adapter input")
-    target_modules: list[str] = param(
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        help="module names to adapt; ['all-linear'] adapts every linear layer but the head",
-    )
-    layers: list[int] | None = param(
-        None,
-        help="decoder layer indices to adapt (None = all); adapting only the top layers stops "
-        "backpropagation there, which makes CPU steps much cheaper",
-    )
 
 
 @dataclass
@@ -128,20 +111,7 @@ def trainer_kwargs(cfg: TrainingOptions, run_dir: Path, has_validation: bool, re
 
 def lora_config(cfg: TrainingOptions, task_type: str, modules_to_save: list[str] | None = None):
     """A PEFT `LoraConfig` for finetune = lora, else None."""
-    if cfg.finetune != "lora":
-        return None
-    from peft import LoraConfig
-
-    targets = cfg.lora.target_modules
-    return LoraConfig(
-        r=cfg.lora.rank,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules="all-linear" if targets == ["all-linear"] else targets,
-        layers_to_transform=cfg.lora.layers,
-        modules_to_save=modules_to_save,
-        task_type=task_type,
-    )
+    return peft_config(cfg.lora, task_type, modules_to_save) if cfg.finetune == "lora" else None
 
 
 def callbacks(cfg: TrainingOptions, run_dir: Path) -> list:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.lora import LoraSettings
 from common.prompts import PromptSource
 from common.runs import RunOptions
 
@@ -35,9 +36,9 @@ class PPOStageConfig(RunOptions):
     )
     critic: str | None = param(None, help="separate critic's init; None = the reward model (InstructGPT), else a model spec")
     finetune: Literal["lora", "full"] = param("lora", help="LoRA policy: the reference is the same weights, adapters off")
-    lora_rank: int = param(16, help="policy LoRA rank")
-    lora_alpha: int = param(32, help="policy LoRA alpha")
-    lora_layers: list[int] | None = param(None, help="policy decoder layers to adapt (None = all)")
+    lora: LoraSettings = param(
+        LoraSettings(dropout=0.0), help="policy LoRA shape (no dropout by default: π_old and π must be the same function)"
+    )
     critic_freeze_layers: int = param(0, help="freeze the critic's embeddings and this many lowest layers")
     prefix_cache: bool = param(
         True, help="run the frozen layers below the lowest trained one once per rollout batch (exact; off under ZeRO-3)"

@@ -24,6 +24,7 @@ from torch import nn
 from common import distributed
 from common.config import ConfigError
 from common.engines import Trainable, inference_module, zero_stage
+from common.lora import peft_config
 from common.models import load_model_and_tokenizer
 from common.precision import autocast
 from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
@@ -117,13 +118,9 @@ class PolicyModel(nn.Module):
 
 
 def wrap_lora(lm: nn.Module, cfg: PPOStageConfig) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    return get_peft_model(lm, LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        layers_to_transform=cfg.lora_layers, task_type="CAUSAL_LM",
-    ))
+    return get_peft_model(lm, peft_config(cfg.lora, "CAUSAL_LM"))
 
 
 class PPOTrainer:

@@ -246,3 +246,34 @@ def test_sigkill_while_annotators_submit_loses_no_acknowledged_label(tmp_path):
         assert call(client, "submit", t["task_id"], [1, 2, 3], t["request_id"], None)["version"] == 1
     finally:
         stop(proc)
+
+
+def test_the_gradio_internals_the_login_middleware_relies_on(tmp_path):
+    """Pins what `annotation_ui.login` assumes of Gradio: a Gradio upgrade that renames the session
+    cookie, moves the token store or changes how the login page inlines the API schema fails here."""
+    import gradio as gr
+
+    from annotation_ui.app import serve
+    from annotation_ui.config import AnnotationConfig
+    from annotation_ui.login import _API_INFO, session_cookie_names
+
+    cfg = AnnotationConfig(db=str(tmp_path / "pin.db"), port=free_port(), export_dir=str(tmp_path / "exports"))
+    store = Store(cfg.db)
+    store.add_user("ann", PASSWORD)
+    app, url = serve(cfg, store, block=False)  # in this process: the app object can be looked at
+    try:
+        client = httpx.Client(base_url=url, timeout=30)
+        page = client.get("/").text  # the login page, through the middleware: the schema is gone
+        assert 'window.gradio_api_info = {"named_endpoints": {}, "unnamed_endpoints": {}};</script>' in page
+        assert client.get("/gradio_api/info").status_code == 401
+        r = client.post("/login", data={"username": "ann", "password": PASSWORD})
+        assert r.status_code == 200
+        names = session_cookie_names(app.cookie_id)
+        assert set(names) <= set(r.cookies.keys())
+        assert app.tokens[r.cookies[names[1]]] == "ann"  # the token store the middleware looks in
+        info = client.get("/gradio_api/info")
+        assert info.status_code == 200 and "next_task" in info.text
+        # Gradio still inlines the schema in the shape our pattern strips (seen by a logged-in client)
+        assert _API_INFO.search(client.get("/").content)
+    finally:
+        gr.close_all()

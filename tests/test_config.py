@@ -133,3 +133,33 @@ def test_every_bcq_recipe_parses(recipe):
 
     cfg = parse_args(BCQStageConfig, ["--config", str(recipe)])
     assert cfg.data and cfg.output_root == "runs/bcq"
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "configs/evaluation").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_evaluation_recipe_parses(recipe):
+    from evaluation.config import EvalConfig
+
+    cfg = parse_args(EvalConfig, ["--config", str(recipe)])
+    assert cfg.baseline in [p.name for p in cfg.policies] and all((REPO / p.path).is_file() for p in cfg.prompts)
+    assert not any("data/prompts" in p.path for p in cfg.prompts)  # held out: never the training prompts
+
+
+def test_no_training_recipe_reads_the_held_out_prompts():
+    for recipe in REPO.glob("configs/*/*.yaml"):
+        if recipe.parent.name != "evaluation":
+            assert "data/eval" not in recipe.read_text(), recipe
+
+
+@pytest.mark.parametrize("cls_path", ["ppo.config.PPOStageConfig", "bcq_offline.config.BCQStageConfig",
+                                      "sft.config.SFTStageConfig", "reward_model.config.RMStageConfig"])
+def test_every_stage_spells_lora_the_same_way_and_old_flat_keys_say_the_new_one(cls_path, tmp_path):
+    import importlib
+
+    module, name = cls_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    cfg = parse_args(cls, ["--lora.rank", "4", "--lora.layers", "[1, 2]"])
+    assert cfg.lora.rank == 4 and cfg.lora.layers == [1, 2]
+    old = tmp_path / "old.yaml"
+    old.write_text("lora_rank: 8\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: 'lora_rank' is now spelled 'lora.rank'"):
+        parse_args(cls, ["--config", str(old)])

@@ -132,7 +132,7 @@ def test_domain_weights_decide_which_component_improves(tiny_model_dir, tmp_path
 def test_prefix_cache_is_exact(tiny_model_dir):
     """LoRA on the top layer and a critic with its lower layer frozen: the cached lower-layer
     output gives the same log-probs, values and training figures as full forward passes."""
-    common = ("--finetune", "lora", "--lora_layers", "[1]", "--critic_freeze_layers", "1", "--policy_lr", "1e-3")
+    common = ("--finetune", "lora", "--lora.layers", "[1]", "--critic_freeze_layers", "1", "--policy_lr", "1e-3")
     runs = {}
     for cache in ("true", "false"):
         trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), *common, "--prefix_cache", cache)

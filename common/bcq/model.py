@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.lora import LoraSettings, peft_config
 from common.prefix import decoder_of
 
 
@@ -88,8 +89,8 @@ def q_at(weight: torch.Tensor, bias: torch.Tensor, hidden: torch.Tensor, actions
     return (torch.einsum("btkh,bth->btk", w.float(), hidden.float()) + bias[actions].float())
 
 
-def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank: int = 16, lora_alpha: int = 32,
-                    lora_layers: list[int] | None = None, q_head: str = "full") -> BCQModel:
+def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora: LoraSettings | None = None,
+                    q_head: str = "full") -> BCQModel:
     """G's weights frozen; Q = a fresh head (+ LoRA adapters when separate) that trains.
     Either head starts as `q_init_scale` × G's logits: greedy Q first agrees with greedy G."""
     lm.requires_grad_(False)
@@ -106,12 +107,9 @@ def build_bcq_model(lm: nn.Module, q_trunk: str, q_init_scale: float, lora_rank:
         raise ValueError(f"q_head must be 'full' or 'bilinear', got {q_head!r}")
     separate = q_trunk == "separate"
     if separate:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lm = get_peft_model(lm, LoraConfig(
-            r=lora_rank, lora_alpha=lora_alpha, layers_to_transform=lora_layers, task_type="CAUSAL_LM",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        ))
+        lm = get_peft_model(lm, peft_config(lora or LoraSettings(dropout=0.0), "CAUSAL_LM"))
     return BCQModel(lm, head, separate)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from common.bcq.model import BCQModel, build_bcq_model
+from common.lora import LoraSettings
 from common.models import load_model_and_tokenizer
 from common.runs import publish
 from common.training import base_spec
@@ -37,9 +38,8 @@ def load_bcq(folder: str | Path) -> tuple[BCQModel, object, dict]:
         raise FileNotFoundError(f"{folder} is not a BCQ model (no {BCQ_CONFIG}); `make bcq` trains one")
     meta = json.loads((folder / BCQ_CONFIG).read_text())
     lm, tokenizer = load_model_and_tokenizer(meta["base"])
-    lora = meta.get("lora", {})
-    model = build_bcq_model(lm, meta["q_trunk"], 0.0, lora.get("rank", 16), lora.get("alpha", 32), lora.get("layers"),
-                            meta.get("q_head", "full"))
+    lora = LoraSettings(**{"dropout": 0.0, **meta.get("lora", {})})
+    model = build_bcq_model(lm, meta["q_trunk"], 0.0, lora, meta.get("q_head", "full"))
     tensors = load_file(str(folder / WEIGHTS))
     missing = {n for n, p in model.named_parameters() if p.requires_grad} - set(tensors)
     if missing:

@@ -1,0 +1,149 @@
+"""The admin tab (admins only; hidden from annotators and refused by the service anyway):
+progress per annotator, agreement figures, users, export with downloads, task import and
+candidate generation from a model."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from annotation_ui.i18n import t
+from annotation_ui.render import safe_markdown
+from annotation_ui.service import Service
+from annotation_ui.store import StoreError
+from annotation_ui.tasks import MAX_RESPONSES
+
+
+def figure(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def upload_path(upload) -> str:
+    return upload if isinstance(upload, str) else upload.name
+
+
+@dataclass
+class AdminTab:
+    tab: gr.Tab
+    outputs: list  # what `texts` updates
+    texts: Callable[[str], dict]
+
+
+def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
+    with gr.Tab(id="admin", visible=False, elem_id="rk-tab-admin") as tab:
+        refresh = gr.Button(size="sm", elem_id="rk-admin-refresh")
+        overview_title = gr.Markdown()
+        totals_md = gr.Markdown(elem_id="rk-totals")
+        overview_table = gr.Dataframe(interactive=False, elem_id="rk-overview")
+        quality_title = gr.Markdown()
+        quality_table = gr.Dataframe(interactive=False, elem_id="rk-quality")
+        users_title = gr.Markdown()
+        users_table = gr.Dataframe(interactive=False, elem_id="rk-users")
+        export_title = gr.Markdown()
+        with gr.Row():
+            combine = gr.Radio([], value="all", elem_id="rk-combine")
+            export_btn = gr.Button(variant="primary", elem_id="rk-export")
+        export_md = gr.Markdown(elem_id="rk-export-result")
+        export_files = gr.File(file_count="multiple", interactive=False, elem_id="rk-export-files")
+        import_title = gr.Markdown()
+        import_file = gr.File(file_types=[".jsonl", ".gz", ".json"], elem_id="rk-import-file")
+        import_btn = gr.Button(elem_id="rk-import")
+        import_md = gr.Markdown(elem_id="rk-import-result")
+        generate_title = gr.Markdown()
+        with gr.Row():
+            gen_prompts = gr.File(file_types=[".jsonl", ".gz"], elem_id="rk-gen-prompts")
+            with gr.Column():
+                gen_model = gr.Textbox(value="runs/sft/default/model", elem_id="rk-gen-model")
+                gen_k = gr.Slider(2, MAX_RESPONSES, value=4, step=1, elem_id="rk-gen-k")
+                gen_tokens = gr.Slider(16, 512, value=128, step=16, elem_id="rk-gen-tokens")
+        gen_btn = gr.Button(elem_id="rk-generate")
+        gen_md = gr.Markdown(elem_id="rk-generate-result")
+
+    def texts(lg: str) -> dict:
+        return {
+            tab: gr.update(label=t("tab_admin", lg)), refresh: gr.update(value=t("refresh", lg)),
+            overview_title: f"### {t('admin_overview', lg)}", quality_title: f"### {t('admin_quality', lg)}",
+            users_title: f"### {t('admin_users', lg)}", export_title: f"### {t('admin_export', lg)}",
+            combine: gr.update(label=t("combine", lg),
+                               choices=[(t("combine_all", lg), "all"), (t("combine_majority", lg), "majority")]),
+            export_btn: gr.update(value=t("export", lg)), import_title: f"### {t('admin_import', lg)}",
+            import_file: gr.update(label=t("import_file", lg)), import_btn: gr.update(value=t("import", lg)),
+            generate_title: f"### {t('admin_generate', lg)}", gen_prompts: gr.update(label=t("gen_prompts", lg)),
+            gen_model: gr.update(label=t("gen_model", lg)), gen_k: gr.update(label=t("gen_k", lg)),
+            gen_tokens: gr.update(label=t("gen_tokens", lg)), gen_btn: gr.update(value=t("generate", lg)),
+        }
+
+    def on_admin(lg: str, request: gr.Request):
+        try:
+            ov = service.overview(request.username)
+            q = service.quality(request.username)
+            users = service.users(request.username)
+        except StoreError as err:
+            return {totals_md: "❌ " + safe_markdown(str(err))}
+        statuses = ["done", "skipped", "flagged", "open", "expired"]
+        per = [[name, *[c.get(s, 0) for s in statuses]] for name, c in sorted(ov["per_annotator"].items())]
+        majority, gold = q["agreement_with_majority"], q["gold_accuracy"]
+        figures = [[t("q_tasks", lg), q["tasks"]], [t("q_alpha", lg), figure(q["krippendorff_alpha"])],
+                   [t("q_fleiss", lg), figure(q["fleiss_kappa"])], [t("q_cohen", lg), figure(q["cohen_kappa_mean"])]]
+        figures += [[f"{t('q_majority', lg)}: {a}", figure(x)] for a, x in majority.items()]
+        figures += [[f"{t('q_gold', lg)}: {a}", figure(x)] for a, x in gold.items()]
+        return {totals_md: t("totals", lg, **{k: v for k, v in ov.items() if k != "per_annotator"}),
+                overview_table: gr.update(value=per or None,
+                                          headers=[t("col_annotator", lg)] + [t(f"col_{s}", lg) for s in statuses]),
+                quality_table: gr.update(value=figures, headers=[t("col_figure", lg), t("col_value", lg)]),
+                users_table: gr.update(value=[[u["name"], t(f"role_{u['role']}", lg), "✓" if u["active"] else "—"]
+                                              for u in users],
+                                       headers=[t("col_name", lg), t("col_role", lg), t("col_active", lg)])}
+
+    def on_export(lg: str, how: str, request: gr.Request):
+        try:
+            out, counts = service.export(request.username, how or "all")
+        except StoreError as err:
+            return {export_md: "❌ " + safe_markdown(str(err)), export_files: None}
+        # downloads are served from copies in a fresh temporary folder (Gradio moves them into
+        # its cache from there), so export_dir itself never has to be opened to Gradio's file route
+        tmp = Path(tempfile.mkdtemp(prefix="rlhfkit-export-"))
+        files = [shutil.copy(out / name, tmp / name) for name in ("pairs.jsonl", "rankings.jsonl")]
+        return {export_md: t("exported", lg, path=str(out), **counts), export_files: [str(f) for f in files]}
+
+    def on_uploaded(lg: str, upload):
+        """The upload finished (the file is on the server): say so — the signal to go on."""
+        return "" if upload is None else t("file_ready", lg, name=safe_markdown(Path(upload_path(upload)).name))
+
+    def on_import(lg: str, upload, request: gr.Request):
+        if upload is None:
+            return {import_md: ""}
+        try:
+            n = service.import_tasks(request.username, upload_path(upload))
+        except Exception as err:  # Forbidden, DataError (file:line), an unreadable file: one line
+            return {import_md: "❌ " + safe_markdown(str(err))}
+        return {import_md: t("imported", lg, count=n)}
+
+    def on_generate(lg: str, upload, model: str, k, tokens, request: gr.Request,
+                    progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's idiom: the generation's tqdm bar, in the page
+        if upload is None:
+            return {gen_md: ""}
+        try:
+            n = service.generate_tasks(request.username, upload_path(upload), model.strip(), k, tokens)
+        except Exception as err:  # Forbidden, DataError (file:line), a model that can't load: one line
+            return {gen_md: "❌ " + safe_markdown(str(err))}
+        return {gen_md: t("generated", lg, count=n)}
+
+    private = {"api_visibility": "private"}
+    admin_outputs = [totals_md, overview_table, quality_table, users_table]
+    refresh.click(on_admin, [lang], admin_outputs, **private)
+    tab.select(on_admin, [lang], admin_outputs, **private)
+    export_btn.click(on_export, [lang, combine], [export_md, export_files], **private)
+    import_file.upload(on_uploaded, [lang, import_file], [import_md], **private)
+    import_btn.click(on_import, [lang, import_file], [import_md], **private)
+    gen_prompts.upload(on_uploaded, [lang, gen_prompts], [gen_md], **private)
+    gen_btn.click(on_generate, [lang, gen_prompts, gen_model, gen_k, gen_tokens], [gen_md], **private)
+    outputs = [tab, refresh, overview_title, quality_title, users_title, export_title, combine, export_btn, import_title,
+               import_file, import_btn, generate_title, gen_prompts, gen_model, gen_k, gen_tokens, gen_btn]
+    return AdminTab(tab, outputs, texts)
