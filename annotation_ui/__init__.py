@@ -1,1 +1,1 @@
-"""Stage 2a: the annotation app where people rank responses (issue #3; not built yet)."""
+"""Stage 2a: the annotation app where people rank model responses in the browser."""

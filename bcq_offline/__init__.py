@@ -1,1 +1,1 @@
-"""Stage 3 (offline): batch-constrained Q-learning on logged responses (issue #6; not built yet)."""
+"""Stage 3': offline batch-constrained Q-learning (BCQ) from logged responses and rewards."""

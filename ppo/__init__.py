@@ -1,1 +1,1 @@
-"""Stage 3: PPO against the reward model with KL penalty and GAE (issue #5; not built yet)."""
+"""Stage 3: PPO against the reward model with a KL penalty — GAE with a critic, or the critic-free GRPO, RLOO and REINFORCE++ estimators."""

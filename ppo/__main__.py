@@ -49,7 +49,7 @@ def build(cfg: PPOStageConfig):
     if scorer is not None:
         scorer.model = inference_module(scorer.model, ds)
     critic = None
-    if cfg.value_model == "separate":
+    if cfg.value_model == "separate" and cfg.uses_critic:  # the critic-free estimators load no value model
         critic_spec = cfg.critic or cfg.reward_model or cfg.policy
         critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
     mixer = RewardMixer(domains, rm_saved_stats=cfg.reward_norm == "reward_model")

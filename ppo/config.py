@@ -31,6 +31,14 @@ class PPOStageConfig(RunOptions):
     reward_model: str | None = param(
         "runs/reward_model/default/model", help="reward model folder; None = rule-based components only"
     )
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = param(
+        "gae",
+        help="gae: PPO with a critic and GAE; grpo: reward minus its prompt group's mean, over the group's std; "
+        "rloo: reward minus the mean of the prompt's other samples; reinforce_pp: REINFORCE++ (per-token KL in the "
+        "reward, discounted return, whitened over the batch). The last three build no critic and need "
+        "samples_per_prompt ≥ 2",
+    )
+    grpo_scale: bool = param(True, help="grpo: divide by the group's std (false = 'Dr GRPO': centre only)")
     value_model: Literal["separate", "policy_head"] = param(
         "separate", help="separate critic model (InstructGPT, DeepSpeed-Chat), or a value head on the policy's trunk"
     )
@@ -65,10 +73,13 @@ class PPOStageConfig(RunOptions):
 
     # --- reward and KL
     kl_coef: float = param(0.2, help="initial β of the KL penalty")
-    kl_estimator: Literal["k1", "k2", "k3"] = param("k1", help="per-token KL estimator")
-    kl_in_reward: bool = param(
-        True, help="KL as a per-token reward penalty (True) or as a loss term (False: k2 pulls along ∇KL(π‖π_ref), "
-        "k3 along ∇KL(π_ref‖π); k1 has no pull there and is refused)"
+    kl_estimator: Literal["k1", "k2", "k3"] | None = param(
+        None, help="per-token KL estimator; None = k1 in the reward, k3 as a loss term"
+    )
+    kl_in_reward: bool | None = param(
+        None, help="KL as a per-token reward penalty (True) or as a loss term (False: k2 pulls along ∇KL(π‖π_ref), "
+        "k3 along ∇KL(π_ref‖π); k1 has no pull there and is refused). None = a loss term for grpo (as GRPO does), "
+        "in the reward otherwise"
     )
     adaptive_kl: bool = param(False, help="adapt β towards target_kl")
     target_kl: float = param(6.0, help="adaptive controller's target KL per response")
@@ -97,6 +108,11 @@ class PPOStageConfig(RunOptions):
     # --- run
     steps: int = param(20, help="PPO steps (rollout + update)")
 
+    @property
+    def uses_critic(self) -> bool:
+        """Only GAE learns a value function; the group and REINFORCE++ baselines need none."""
+        return self.advantage_estimator == "gae"
+
     def __post_init__(self):
         for key in ("prompts_per_step", "samples_per_prompt", "mini_batch_size", "max_new_tokens", "ppo_epochs", "steps",
                     "save_steps"):
@@ -108,6 +124,13 @@ class PPOStageConfig(RunOptions):
             raise ValueError(f"cliprange must be in (0, 1), got {self.cliprange}")
         if self.kl_coef < 0 or self.entropy_coef < 0:
             raise ValueError("kl_coef and entropy_coef must be ≥ 0")
+        if self.kl_in_reward is None:
+            self.kl_in_reward = self.advantage_estimator != "grpo"
+        if self.kl_estimator is None:
+            self.kl_estimator = "k1" if self.kl_in_reward else "k3"
+        if not self.uses_critic and self.samples_per_prompt < 2:
+            raise ValueError(f"advantage_estimator: {self.advantage_estimator} compares the samples of one prompt: "
+                             f"samples_per_prompt must be ≥ 2, got {self.samples_per_prompt}")
         if not self.kl_in_reward and self.kl_estimator == "k1":
             raise ValueError("kl_estimator: k1 as a loss term (kl_in_reward: false) has zero expected gradient — it "
                              "never pulls the policy towards the reference; use k3 (∇KL(π_ref‖π), GRPO's choice) or k2 "

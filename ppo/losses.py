@@ -85,6 +85,58 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
+def group_mean_std(scores: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample, its group's mean, its group's standard deviation (Bessel-corrected; 0 for a
+    group of one) and the group's size. `scores` (B,), `groups` (B,) integer group ids."""
+    ids, index, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(ids), dtype=scores.dtype, device=scores.device).index_add_(0, index, scores)
+    mean = (sums / counts)[index]  # (B,)
+    sq = torch.zeros_like(sums).index_add_(0, index, (scores - mean) ** 2)
+    var = sq / (counts - 1).clamp(min=1)
+    return mean, var.sqrt()[index], counts[index]
+
+
+def grpo_advantages(scores: torch.Tensor, groups: torch.Tensor, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO: A_i = (r_i − mean of its group) / (std of its group + eps); (B,) → (B,).
+
+    `scale=False` skips the division ("Dr GRPO": dividing by the std up-weights groups whose
+    rewards barely differ). A group whose rewards are all equal gets A = 0 either way."""
+    mean, std, _ = group_mean_std(scores, groups)
+    centred = scores - mean
+    return centred / (std + eps) if scale else centred
+
+
+def rloo_advantages(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """RLOO: A_i = r_i − mean of the *other* samples of its group = n/(n−1) · (r_i − group mean);
+    (B,) → (B,). Needs groups of at least 2."""
+    mean, _, n = group_mean_std(scores, groups)
+    if bool((n < 2).any()):
+        raise ValueError("RLOO needs at least 2 samples per prompt")
+    return (scores - mean) * n / (n - 1)
+
+
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = Σ_{k ≥ t} γ^(k−t) r_k within each response; (B, T) → (B, T), zero on padding."""
+    rewards = rewards * mask
+    out = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype, device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        out[:, t] = running
+    return out
+
+
+def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """REINFORCE++: the per-token rewards (−β·KL on every token, the score on the last) summed
+    into discounted returns, whitened over the whole batch's real tokens; (B, T) → (B, T)."""
+    return masked_whiten(discounted_returns(rewards, mask, gamma), mask)
+
+
+def sequence_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A sequence-level advantage (B,) on every real token of its response: (B, T)."""
+    return advantages[:, None] * mask
+
+
 def policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

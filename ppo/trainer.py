@@ -36,11 +36,15 @@ from ppo.losses import (
     entropy_from_logits,
     explained_variance,
     gae,
+    grpo_advantages,
     kl_penalty,
     logprobs_of,
     masked_mean,
     masked_whiten,
     policy_loss,
+    reinforce_pp_advantages,
+    rloo_advantages,
+    sequence_to_tokens,
     token_rewards,
     value_loss,
 )
@@ -60,11 +64,11 @@ class Experience:
     ended: torch.Tensor  # (B,) bool: the response produced EOS
     logprobs: torch.Tensor | None = None  # (B, T) log π_old(a_t | s_t)
     ref_logprobs: torch.Tensor | None = None  # (B, T) log π_ref(a_t | s_t)
-    values: torch.Tensor | None = None  # (B, T) V_old(s_t)
+    values: torch.Tensor | None = None  # (B, T) V_old(s_t); None without a critic
     scores: torch.Tensor | None = None  # (B,) sequence reward (normalized, clipped, penalties applied)
     kl: torch.Tensor | None = None  # (B, T) per-token KL estimate
     advantages: torch.Tensor | None = None  # (B, T)
-    returns: torch.Tensor | None = None  # (B, T)
+    returns: torch.Tensor | None = None  # (B, T) GAE's value targets; None without a critic
     policy_prefix: torch.Tensor | None = None  # (B, P+T, H) policy's frozen lower layers' output (prefix cache)
     critic_prefix: torch.Tensor | None = None  # (B, P+T, H) the critic's
 
@@ -141,7 +145,7 @@ class PPOTrainer:
             policy = wrap_lora(policy, cfg)
             self.ref_policy = None
         head = None
-        if critic is None:
+        if critic is None and cfg.uses_critic:
             head = nn.Linear(policy.config.hidden_size, 1)
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # V starts at 0, not noise
         model = PolicyModel(policy, head)
@@ -283,11 +287,11 @@ class PPOTrainer:
     def score(self, exp: Experience, prompts: list[Prompt]) -> None:
         cfg = self.cfg
         self._prefixes(exp)
-        logits, values = self._actor(exp, with_values=self.critic is None)
+        logits, values = self._actor(exp, with_values=self.value_head)
         exp.logprobs = logprobs_of(logits, exp.responses)
         del logits
         exp.ref_logprobs = self._ref_logprobs(exp)
-        exp.values = values if self.critic is None else self._critic(exp)
+        exp.values = self._critic(exp) if self.critic is not None else values  # None without a critic
         texts = [
             self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)
         ]
@@ -303,20 +307,38 @@ class PPOTrainer:
     # ------------------------------------------------------------------ 3. advantages
 
     def advantages(self, exp: Experience) -> None:
+        """Per-token advantages (B, T) by the configured estimator; the samples of one prompt lie
+        next to each other in the batch, so sample i belongs to group i // samples_per_prompt."""
         cfg, mask = self.cfg, exp.response_mask
         exp.kl = kl_penalty(exp.logprobs, exp.ref_logprobs, cfg.kl_estimator) * mask
         beta = self.kl_ctl.value if cfg.kl_in_reward else 0.0
-        rewards = token_rewards(exp.scores, exp.kl, beta, mask)
-        advantages, exp.returns = gae(rewards, exp.values, mask, cfg.gamma, cfg.lam)
-        exp.advantages = masked_whiten(advantages, mask) if cfg.whiten_advantages else advantages
+        rewards = token_rewards(exp.scores, exp.kl, beta, mask)  # (B, T): −β·KL_t, + score at the end
+        if cfg.advantage_estimator == "gae":
+            advantages, exp.returns = gae(rewards, exp.values, mask, cfg.gamma, cfg.lam)
+            exp.advantages = masked_whiten(advantages, mask) if cfg.whiten_advantages else advantages
+        elif cfg.advantage_estimator == "reinforce_pp":
+            exp.advantages = reinforce_pp_advantages(rewards, mask, cfg.gamma)
+        else:  # group baselines on the sequence reward (score − β·Σ KL when the KL is in the reward)
+            sequence = rewards.sum(dim=1)  # (B,)
+            groups = torch.arange(len(sequence), device=sequence.device) // cfg.samples_per_prompt
+            if cfg.advantage_estimator == "grpo":
+                per_sample = grpo_advantages(sequence, groups, scale=cfg.grpo_scale)
+            else:
+                per_sample = rloo_advantages(sequence, groups)
+            exp.advantages = sequence_to_tokens(per_sample, mask)
 
     # ------------------------------------------------------------------ 4. update
 
+    @property
+    def value_head(self) -> bool:
+        """The value function is a head on the policy's trunk (one backward for both losses)."""
+        return self.actor.module.value_head is not None
+
     def update(self, exp: Experience) -> dict[str, float]:
         cfg, n = self.cfg, exp.sequences.shape[0]
-        shared = self.critic is None
+        shared = self.value_head
         self.actor.train()
-        if not shared:
+        if self.critic is not None:
             self.critic.train()
         sums: dict[str, float] = {}
         count = 0
@@ -332,20 +354,22 @@ class PPOTrainer:
                     loss = loss + self.kl_ctl.value * masked_mean(
                         kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator), mask
                     )
+                figures = {"loss/policy": p_loss.item(), "objective/entropy": entropy.item(),
+                           "policy/approxkl": p_stats["approxkl"].item(), "policy/clipfrac": p_stats["clipfrac"].item()}
                 if shared:  # one trunk: one backward through policy and value losses together
                     v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
                     self.actor.backward_step(loss + cfg.vf_coef * v_loss)
                 else:
                     self.actor.backward_step(loss)
-                    values = self._critic(exp, rows)
-                    v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
-                    self.critic.backward_step(cfg.vf_coef * v_loss)
+                    if self.critic is not None:
+                        values = self._critic(exp, rows)
+                        v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask,
+                                                     cfg.cliprange_value)
+                        self.critic.backward_step(cfg.vf_coef * v_loss)
+                if cfg.uses_critic:  # without a critic the value figures are absent, not zero
+                    figures.update({"loss/value": v_loss.item(), "val/clipfrac": v_stats["clipfrac"].item()})
 
-                for key, value in {
-                    "loss/policy": p_loss.item(), "loss/value": v_loss.item(), "objective/entropy": entropy.item(),
-                    "policy/approxkl": p_stats["approxkl"].item(), "policy/clipfrac": p_stats["clipfrac"].item(),
-                    "val/clipfrac": v_stats["clipfrac"].item(),
-                }.items():
+                for key, value in figures.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += 1
         return {k: v / count for k, v in sums.items()}
@@ -371,12 +395,13 @@ class PPOTrainer:
         t3 = time.perf_counter()
         mask = exp.response_mask
         kl_sum = (exp.kl * mask).sum(dim=1)  # (B,) KL per response
+        if cfg.uses_critic:
+            stats["val/explained_variance"] = explained_variance(exp.values, exp.returns, mask).item()
         stats = distributed.mean_across({
             **stats,
             "objective/kl": kl_sum.mean().item(),
             "objective/scores": exp.scores.mean().item(),
             "objective/rlhf_reward": (exp.scores - self.kl_ctl.value * kl_sum).mean().item(),
-            "val/explained_variance": explained_variance(exp.values, exp.returns, mask).item(),
             "response_length": mask.sum(dim=1).mean().item(),
             "eos_fraction": exp.ended.float().mean().item(),
             "tokens_per_second": mask.sum().item() / (t3 - t0),

@@ -1,1 +1,1 @@
-"""Stage 2b: reward model trained on preference pairs and rankings (issue #4; not built yet)."""
+"""Stage 2b: the reward model — a scalar head on a causal LM, trained on preference pairs and rankings."""

@@ -111,3 +111,16 @@ def test_zero3_scores_with_a_partitioned_reward_model(tiny_model_dir, tmp_path):
     # the accuracy component is the reward model's score: present and finite for every domain seen
     accuracy = [v for r in rows for k, v in r.items() if k.endswith("/accuracy")]
     assert accuracy and all(math.isfinite(v) for v in accuracy)
+
+
+def test_grpo_on_two_processes_with_zero2_learns_without_a_critic(tiny_model_dir, tmp_path):
+    cmd = [str(VENV_BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()), HELPER,
+           *rule_args(tiny_model_dir, tmp_path), "--deepspeed", "configs/deepspeed/zero2.json",
+           "--advantage_estimator", "grpo"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "tiny"
+    assert gain(run) > 0.1, gain(run)
+    assert "loss/value" not in read_metrics(run)[-1]
+    ckpt = run / "checkpoints/step-30"
+    assert len(sorted((ckpt / "actor").glob("*optim_states.pt"))) == 2 and not (ckpt / "critic").exists()

@@ -145,3 +145,60 @@ def test_k1_as_a_loss_term_is_refused_with_the_reason():
     with pytest.raises(ConfigError, match="k1 as a loss term .* zero expected gradient"):
         parse_args(PPOStageConfig, ["--kl_in_reward", "false", "--kl_estimator", "k1"])
     assert parse_args(PPOStageConfig, ["--kl_in_reward", "false", "--kl_estimator", "k3"]).kl_estimator == "k3"
+
+
+def test_grpo_by_hand_groups_of_2_and_4_and_an_all_equal_group():
+    from ppo.losses import grpo_advantages
+
+    scores = torch.tensor([1.0, 3.0, 2.0, 2.0, 0.0, 4.0, 1.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
+    # group 0: mean 2, std √2 (Bessel) → ∓1/√2; group 1: all equal → 0; group 2: mean 1.5, var 9/3 = 3
+    want = torch.tensor([-1 / math.sqrt(2), 1 / math.sqrt(2), 0, 0, -1.5 / math.sqrt(3), 2.5 / math.sqrt(3),
+                         -0.5 / math.sqrt(3), -0.5 / math.sqrt(3)])
+    assert torch.allclose(grpo_advantages(scores, groups), want, atol=1e-5)
+    # "Dr GRPO": centred only
+    assert grpo_advantages(scores, groups, scale=False).tolist() == [-1, 1, 0, 0, -1.5, 2.5, -0.5, -0.5]
+    # groups need not be contiguous or numbered from 0
+    shuffled = torch.tensor([7, 3, 7, 3])
+    assert torch.allclose(grpo_advantages(torch.tensor([1.0, 5.0, 3.0, 5.0]), shuffled),
+                          torch.tensor([-1 / math.sqrt(2), 0, 1 / math.sqrt(2), 0]), atol=1e-5)
+
+
+def test_rloo_subtracts_the_mean_of_the_other_samples():
+    from ppo.losses import rloo_advantages
+
+    scores = torch.tensor([1.0, 3.0, 2.0, 2.0, 0.0, 4.0, 1.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 2, 2])
+    # group 2, sample 0: 0 − (4 + 1 + 1)/3 = −2; sample 1: 4 − 2/3; samples 2, 3: 1 − 5/3
+    want = torch.tensor([1 - 3, 3 - 1, 0, 0, -2, 4 - 2 / 3, 1 - 5 / 3, 1 - 5 / 3])
+    assert torch.allclose(rloo_advantages(scores, groups), want, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        rloo_advantages(torch.tensor([1.0, 2.0]), torch.tensor([0, 1]))
+
+
+def test_reinforce_pp_discounts_then_whitens_over_the_batch_and_ignores_padding():
+    from ppo.losses import discounted_returns, reinforce_pp_advantages, sequence_to_tokens
+
+    # response 0: 3 tokens, rewards −0.1 (KL), −0.1, 1.0 (score); response 1: 2 tokens then padding
+    rewards = torch.tensor([[-0.1, -0.1, 1.0], [0.0, 2.0, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    g = discounted_returns(rewards, mask, gamma=0.5)
+    # G_2 = 1; G_1 = −0.1 + 0.5·1 = 0.4; G_0 = −0.1 + 0.5·0.4 = 0.1 | G_1 = 2, G_0 = 0 + 0.5·2 = 1; padding 0
+    assert torch.allclose(g, torch.tensor([[0.1, 0.4, 1.0], [1.0, 2.0, 0.0]]), atol=1e-6)
+    adv = reinforce_pp_advantages(rewards, mask, gamma=0.5)
+    real = torch.tensor([0.1, 0.4, 1.0, 1.0, 2.0])
+    want = (real - real.mean()) / real.std(unbiased=False)
+    assert torch.allclose(adv[mask.bool()], want, atol=1e-5) and adv[1, 2] == 0
+    assert sequence_to_tokens(torch.tensor([2.0, -1.0]), mask).tolist() == [[2, 2, 2], [-1, -1, 0]]
+
+
+def test_the_critic_free_estimators_need_two_samples_and_default_their_kl():
+    from common.config import ConfigError, parse_args
+    from ppo.config import PPOStageConfig
+
+    with pytest.raises(ConfigError, match="samples_per_prompt must be ≥ 2"):
+        parse_args(PPOStageConfig, ["--advantage_estimator", "rloo", "--samples_per_prompt", "1", "--mini_batch_size", "4"])
+    grpo = parse_args(PPOStageConfig, ["--advantage_estimator", "grpo"])
+    assert grpo.kl_in_reward is False and grpo.kl_estimator == "k3" and not grpo.uses_critic  # as GRPO does
+    gae_cfg = parse_args(PPOStageConfig, [])
+    assert gae_cfg.kl_in_reward is True and gae_cfg.kl_estimator == "k1" and gae_cfg.uses_critic  # unchanged

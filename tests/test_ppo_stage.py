@@ -78,3 +78,30 @@ def test_several_processes_need_deepspeed_and_divisible_batches(monkeypatch, tmp
         main(["--config", TINY, "--output_root", str(tmp_path), "--deepspeed", "configs/deepspeed/zero2.json",
               "--prompts_per_step", "3", "--mini_batch_size", "2"])
     assert not tmp_path.joinpath("tiny").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_critic_free_estimators_build_no_critic_and_log_no_value_figures(estimator, tiny_model_dir, tmp_path):
+    main(args(tiny_model_dir, tmp_path, "--advantage_estimator", estimator, "--steps", "2"))
+    run = tmp_path / "tiny"
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    value_keys = {"loss/value", "val/clipfrac", "val/explained_variance"}
+    assert not value_keys & set(rows[-1]), "value figures are absent, not zero, without a critic"
+    assert all(key in rows[-1] for key in set(REQUIRED) - value_keys)
+    ckpt = run / "checkpoints/step-2"
+    assert (ckpt / "actor.pt").is_file() and not (ckpt / "critic.pt").exists()
+    actor = torch.load(ckpt / "actor.pt", weights_only=False)["module"]
+    assert not any(k.startswith("value_head") for k in actor)  # no value head either
+    cfg = (run / "config.yaml").read_text()
+    assert f"advantage_estimator: {estimator}" in cfg
+
+
+def test_grpo_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
+    extra = ("--advantage_estimator", "grpo")
+    main(args(tiny_model_dir, tmp_path / "a", *extra))
+    args_b = args(tiny_model_dir, tmp_path / "b", *extra)
+    run_killed_at_step("ppo", 5, args_b)
+    assert not (tmp_path / "b/tiny/model").exists()
+    main(args_b)
+    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)

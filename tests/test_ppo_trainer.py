@@ -207,3 +207,16 @@ def test_kl_as_a_loss_term_pulls_the_policy_towards_the_reference(tiny_model_dir
 
     free, pulled = final_kl("0"), final_kl("1.0")
     assert pulled < 0.7 * free, (free, pulled)
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+def test_critic_free_estimators_raise_the_rule_reward(tiny_model_dir, estimator):
+    trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), "--kl_coef", "0.05",
+                           "--advantage_estimator", estimator, "--samples_per_prompt", "4", "--prompts_per_step", "4",
+                           "--mini_batch_size", "16")
+    assert trainer.critic is None and trainer.actor.module.value_head is None
+    history = [trainer.step(PROMPTS[:4]) for _ in range(40)]
+    first = sum(h["objective/scores"] for h in history[:5]) / 5
+    last = sum(h["objective/scores"] for h in history[-10:]) / 10
+    assert last > first + 0.12, (estimator, first, last)
+    assert "loss/value" not in history[-1] and all(h["loss/policy"] == h["loss/policy"] for h in history)
