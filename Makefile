@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -96,6 +96,18 @@ endif
 # Several processes (NPROC=N) split the prompts; no DeepSpeed config is needed.
 eval: $(VENV)/.installed
 	$(call launch,evaluation,configs/evaluation/default.yaml)
+
+# DPO from preference pairs: the default recipe starts from the default SFT model, and ends by
+# evaluating the DPO policy against it on the held-out prompts (judged by the default reward model).
+dpo: $(VENV)/.installed
+ifeq ($(CONFIG),)
+	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+endif
+	$(call launch,dpo,configs/dpo/default.yaml)
+ifeq ($(CONFIG),)
+	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+	@$(MAKE) --no-print-directory eval CONFIG=configs/evaluation/dpo-vs-sft.yaml ARGS= DS=
+endif
 
 # Offline BCQ: the default recipe also stands on the default SFT and reward models.
 bcq: $(VENV)/.installed

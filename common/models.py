@@ -148,5 +148,7 @@ def load_model_and_tokenizer(
         peft_config.task_type = None
     model = PeftModel.from_pretrained(base, folder, config=peft_config, is_trainable=not merge_adapter)
     if merge_adapter:
-        model = model.merge_and_unload()
+        # merged weights are a plain model, trainable like one loaded from full weights (PEFT froze
+        # the base while loading the adapter; a critic or a full fine-tune built on it needs them)
+        model = model.merge_and_unload().requires_grad_(True)
     return model, tokenizer

@@ -15,14 +15,36 @@ The annotation app's export writes the first two shapes.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from common.config import param
 from common.data import DataError, Message, check_messages, parse_hh_dialogue, read_jsonl, require, unrecognised
+from common.hygiene import HygieneReport, mix_by_weight, split_indices
 
 PREFERENCE_FORMATS = ("auto", "pairs", "rankings", "hh")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreferenceSource:
+    """One preference file (or `datasets` folder) and its share of the training mix."""
+
+    path: str = param(help="JSONL file (.jsonl / .jsonl.gz) or a `datasets` folder")
+    format: Literal["auto", "pairs", "rankings", "hh"] = param(
+        "auto", help="row shape; auto detects pairs / rankings / HH per row (common/preferences.py)"
+    )
+    weight: float = param(1.0, help="share of this source's training groups: 0.5 = a random half, 2.0 = twice")
+
+    def __post_init__(self):
+        if self.weight <= 0:
+            raise ValueError(f"data source {self.path}: weight must be > 0, got {self.weight}")
 
 
 class UnpairedDialoguesError(DataError):
@@ -198,3 +220,71 @@ def read_preferences(
     if unpaired is not None:
         unpaired.extend(skipped)
     return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# Training sets: what the reward model and DPO both read
+# ---------------------------------------------------------------------------------------------
+
+
+def read_sources(sources: list[PreferenceSource], report: HygieneReport) -> list[PreferenceGroup]:
+    if not sources:
+        raise DataError("no data: the recipe's 'data' list is empty")
+    groups: list[PreferenceGroup] = []
+    unpaired: list[str] = []
+    for i, src in enumerate(sources):
+        groups += read_preferences(src.path, src.format, source=i, unpaired=unpaired)
+    report.add("read", len(groups) + len(unpaired), len(groups))
+    if unpaired:
+        log.warning("skipped %d dialogue pair(s) without a shared prompt: %s", len(unpaired), ", ".join(unpaired[:5]))
+    return groups
+
+
+def _key(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).hexdigest()
+
+
+def clean(groups: list[PreferenceGroup], report: HygieneReport) -> list[PreferenceGroup]:
+    before = len(groups)
+    groups = [g for g in groups if all(r.strip() for r in g.responses) and all(m["content"].strip() for m in g.prompt)]
+    report.add("empty prompt or response", before, len(groups))
+    before = len(groups)
+    groups = [g for g in groups if len(set(g.ranks)) > 1 and len(set(g.responses)) > 1]
+    report.add("all tied or identical responses", before, len(groups))
+    seen, kept = set(), []
+    for g in groups:
+        key = _key([g.prompt, g.responses, g.ranks, g.meta.get("annotator")])
+        if key not in seen:
+            seen.add(key)
+            kept.append(g)
+    report.add("exact duplicates", len(groups), len(kept))
+    return kept
+
+
+def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int):
+    """Held-out prompts are never trained on: every group of a prompt goes to the same side."""
+    keys = [_key(g.prompt) for g in groups]
+    prompts = sorted(set(keys))
+    _, val_idx = split_indices(len(prompts), val_fraction, seed)
+    held_out = {prompts[i] for i in val_idx}
+    train = [g for g, k in zip(groups, keys) if k not in held_out]
+    val = [g for g, k in zip(groups, keys) if k in held_out]
+    return train, val
+
+
+def prepare_groups(sources: list[PreferenceSource], val_fraction: float, seed: int,
+                   max_train_groups: int | None = None) -> tuple[list[PreferenceGroup], list[PreferenceGroup], HygieneReport]:
+    """Read, clean, split by prompt and mix by weight → (train, validation, report); raises DataError
+    (file:line) before anything is written. The reward model and DPO train on the same sets."""
+    report = HygieneReport()
+    groups = clean(read_sources(sources, report), report)
+    train, val = split_by_prompt(groups, val_fraction, seed)
+    report.add("validation split (by prompt)", len(groups), len(train))
+    mixed = mix_by_weight(train, [src.weight for src in sources], random.Random(seed))
+    report.add("weighted mix", len(train), len(mixed))
+    if max_train_groups is not None and len(mixed) > max_train_groups:
+        report.add("max_train_groups", len(mixed), max_train_groups)
+        mixed = mixed[:max_train_groups]
+    if not mixed:
+        raise DataError("no training preferences left after cleaning; see the report above")
+    return mixed, val, report

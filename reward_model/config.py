@@ -6,22 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.preferences import PreferenceSource
 from common.training import TrainingOptions
-
-
-@dataclass
-class PreferenceSource:
-    """One preference file (or `datasets` folder) and its share of the training mix."""
-
-    path: str = param(help="JSONL file (.jsonl / .jsonl.gz) or a `datasets` folder")
-    format: Literal["auto", "pairs", "rankings", "hh"] = param(
-        "auto", help="row shape; auto detects pairs / rankings / HH per row (common/preferences.py)"
-    )
-    weight: float = param(1.0, help="share of this source's training groups: 0.5 = a random half, 2.0 = twice")
-
-    def __post_init__(self):
-        if self.weight <= 0:
-            raise ValueError(f"data source {self.path}: weight must be > 0, got {self.weight}")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from annotation_ui.store import Store
 
 from conftest import free_port
-from helpers.annotation import PASSWORD, ApiError, call, login, seed, start, stop, task
+from helpers.annotation import PASSWORD, PATIENCE_S, ApiError, call, login, seed, start, stop, task
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_every_route_and_endpoint_refuses_an_anonymous_client(server):
     routes = all_routes()
     paths = {p for _, p in routes}
     assert "/gradio_api/queue/join" in paths and "/gradio_api/run/{api_name}" in paths and len(routes) > 60
-    anon = httpx.Client(base_url=url, timeout=30)
+    anon = httpx.Client(base_url=url, timeout=PATIENCE_S)
     fill = {"api_name": "submit", "path": "x", "path_or_url": "x", "session_hash": "abc", "event_id": "e1",
             "url_path": "x", "size": "192", "key": "x"}
     checked = 0
@@ -162,7 +162,8 @@ def annotate(url: str, name: str, acks: list, errors: list, stop_at: float, rese
         if use_gradio_client:
             from gradio_client import Client
 
-            client = Client(url, auth=(name, PASSWORD), verbose=False)
+            # gradio_client logs in with httpx's 5-second default: too short when 20 log in at once
+            client = Client(url, auth=(name, PASSWORD), verbose=False, httpx_kwargs={"timeout": PATIENCE_S})
 
             def do(endpoint, *data):
                 return client.predict(*data, api_name=f"/{endpoint}")
@@ -262,7 +263,7 @@ def test_the_gradio_internals_the_login_middleware_relies_on(tmp_path):
     store.add_user("ann", PASSWORD)
     app, url = serve(cfg, store, block=False)  # in this process: the app object can be looked at
     try:
-        client = httpx.Client(base_url=url, timeout=30)
+        client = httpx.Client(base_url=url, timeout=PATIENCE_S)
         page = client.get("/").text  # the login page, through the middleware: the schema is gone
         assert 'window.gradio_api_info = {"named_endpoints": {}, "unnamed_endpoints": {}};</script>' in page
         assert client.get("/gradio_api/info").status_code == 401

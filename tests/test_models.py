@@ -52,3 +52,21 @@ def test_default_model_is_installed_and_answers():
     assert next(model.parameters()).dtype == torch.float32
     answer = chat(model, tok, [{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=12)
     assert "Paris" in answer
+
+
+def test_a_merged_adapter_loads_trainable_like_full_weights(tiny_model_dir, tmp_path):
+    """A LoRA output merged into its base is a plain model: every weight trainable, so a critic or a
+    full fine-tune can start from an SFT (or DPO) adapter folder."""
+    from peft import get_peft_model
+
+    from common.lora import LoraSettings, peft_config
+    from common.models import load_model_and_tokenizer
+    from common.training import record_adapter_base
+
+    base, tok = load_model_and_tokenizer(str(tiny_model_dir))
+    peft = get_peft_model(base, peft_config(LoraSettings(rank=4, alpha=8), "CAUSAL_LM"))
+    peft.save_pretrained(tmp_path / "adapter")
+    record_adapter_base(tmp_path / "adapter", str(tiny_model_dir))
+    tok.save_pretrained(tmp_path / "adapter")
+    merged, _ = load_model_and_tokenizer(str(tmp_path / "adapter"))
+    assert all(p.requires_grad for p in merged.parameters())

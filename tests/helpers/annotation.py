@@ -13,6 +13,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "password123"
+# A client waits this long for an answer: a stall detector, not a speed target. Twenty annotators
+# logging in at once queue for bcrypt on two shared cores; CI machines are shared too.
+PATIENCE_S = 300
 
 
 def seed(db: str, annotators: list[str], admins: list[str], tasks: list[dict]) -> None:
@@ -65,7 +68,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def login(url: str, name: str, password: str = PASSWORD) -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=30)
+    client = httpx.Client(base_url=url, timeout=PATIENCE_S)
     r = client.post("/login", data={"username": name, "password": password})
     r.raise_for_status()
     client.session_hash = uuid.uuid4().hex  # Gradio keeps per-session state under it (and skips rebuilding it)

@@ -1,0 +1,50 @@
+"""The DPO stage's options: one dataclass, filled from `configs/dpo/*.yaml` + command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config import param
+from common.preferences import PreferenceSource
+from common.training import TrainingOptions
+
+
+@dataclass
+class DPOStageConfig(TrainingOptions):
+    """DPO (TRL's DPOTrainer) of a chat model on preference pairs; K-way rankings become all
+    their ordered pairs. With LoRA the reference is the same weights with the adapters off; with
+    full fine-tuning a frozen copy. Shared options (model, LoRA, optimisation, checkpoints, early
+    stopping, W&B, DeepSpeed) come from `common.training.TrainingOptions`."""
+
+    output_root: str = param("runs/dpo", help="parent folder of run folders")
+    model: str = param("runs/sft/default/model", help="the policy to start from (an SFT output); also the reference")
+    learning_rate: float = param(5e-5, help="peak learning rate")
+
+    # --- data
+    data: list[PreferenceSource] = param([], help="preference sources with weights (pairs, rankings, HH)")
+    val_fraction: float = param(0.1, help="share of prompts held out for validation (split by prompt)")
+    max_train_groups: int | None = param(None, help="cap on training groups after mixing (None = all)")
+    max_length: int = param(512, help="tokens per prompt+reply; longer pairs lose their beginning (counted, not dropped)")
+
+    # --- loss
+    loss_type: Literal["sigmoid", "ipo", "robust"] = param(
+        "sigmoid", help="sigmoid = DPO; ipo = IPO's squared loss (β is its τ); robust = Robust DPO under label noise"
+    )
+    beta: float = param(0.1, help="how far from the reference the policy may move (higher = closer)")
+    label_smoothing: float = param(
+        0.0, help="robust: the probability that a preference label is flipped, in [0, 0.5)"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss_type != "robust":
+            raise ValueError("label_smoothing applies to loss_type: robust only")
+        if self.max_length < 16:
+            raise ValueError(f"max_length must be ≥ 16, got {self.max_length}")
