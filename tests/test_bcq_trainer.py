@@ -23,7 +23,7 @@ PROMPTS = [[{"role": "user", "content": f"Tell me about {w}."}] for w in ("cats"
 
 
 def make_trainer(model_dir, *overrides: str) -> BCQTrainer:
-    cfg = parse_args(BCQStageConfig, ["--model", str(model_dir), "--learning_rate", "1e-2", "--tau", "0.3",
+    cfg = parse_args(BCQStageConfig, ["--model", str(model_dir), "--precision", "fp32", "--learning_rate", "1e-2", "--tau", "0.3",
                                       "--polyak", "0.05", "--batch_size", "8", *overrides])
     torch.manual_seed(0)
     lm, tok = load_model_and_tokenizer(str(model_dir))

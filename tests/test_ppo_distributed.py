@@ -30,7 +30,8 @@ def rule_args(model_dir: Path, out: Path) -> list[str]:
     return ["--config", "configs/ppo/tiny.yaml", "--policy", str(model_dir), "--output_root", str(out),
             "--finetune", "full", "--prompts_per_step", "8", "--samples_per_prompt", "2", "--mini_batch_size", "8",
             "--max_new_tokens", "8", "--policy_lr", "1e-2", "--critic_lr", "3e-3", "--ppo_epochs", "4",
-            "--missing_eos_penalty", "null", "--kl_coef", "0.05", "--steps", "30", "--save_steps", "30"]
+            "--missing_eos_penalty", "null", "--kl_coef", "0.05", "--steps", "30", "--save_steps", "30",
+            "--precision", "fp32"]
 
 
 def gain(run: Path) -> float:

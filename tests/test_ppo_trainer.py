@@ -19,12 +19,12 @@ def make_trainer(model_dir, score_fn, *overrides: str) -> PPOTrainer:
     cfg = parse_args(PPOStageConfig, [
         "--finetune", "full", "--prompts_per_step", "8", "--samples_per_prompt", "2", "--mini_batch_size", "8",
         "--max_new_tokens", "8", "--policy_lr", "1e-2", "--critic_lr", "3e-3", "--ppo_epochs", "4",
-        "--missing_eos_penalty", "null", *overrides,
+        "--missing_eos_penalty", "null", "--precision", "fp32", *overrides,
     ])
     torch.manual_seed(0)
     policy, tokenizer = load_model_and_tokenizer(str(model_dir))
     critic = None
-    if cfg.value_model == "separate":
+    if cfg.value_model == "separate" and cfg.uses_critic:
         critic = build_critic(str(model_dir), zero_head=True, freeze_layers=cfg.critic_freeze_layers)
     return PPOTrainer(cfg, policy, tokenizer, critic, score_fn)
 
