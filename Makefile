@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval annotate bench bench-ppo bench-eval bench-annotation default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -117,6 +117,13 @@ ifeq ($(CONFIG),)
 endif
 	$(call launch,bcq_offline,configs/bcq_offline/default.yaml)
 
+# Will a recipe fit? Per-rank memory of every model and phase, a verdict against GPU_MEMORY (GiB)
+# and what would fit when it does not: make plan CONFIG=configs/ppo/cluster-qwen3-8b.yaml NNODES=2 NPROC=8 GPU_MEMORY=80
+GPU_MEMORY ?=
+plan: $(VENV)/.installed
+	$(PYTHON) -m common.plan --config $(or $(CONFIG),configs/ppo/default.yaml) --nnodes $(NNODES) --nproc $(NPROC) \
+		$(if $(GPU_MEMORY),--gpu_memory $(GPU_MEMORY)) $(DS_ARG) $(ARGS)
+
 # The labelling app (Gradio) on http://127.0.0.1:7860; add users first:
 #   ANNOTATION_PASSWORD=… .venv/bin/python -m annotation_ui users add NAME --role admin
 annotate: $(VENV)/.installed
@@ -136,6 +143,14 @@ bench-eval: $(VENV)/.installed
 # 50 simulated annotators against a real server for 60 s (+ a closed-loop ceiling run)
 bench-annotation: $(VENV)/.installed
 	$(PYTHON) bench/annotation_load.py $(ARGS)
+
+# the memory planner against measured peaks, every stage's default and tiny recipe (≈ 15 min)
+bench-plan: $(VENV)/.installed
+	$(PYTHON) bench/plan_accuracy.py $(ARGS)
+
+# PPO vs GRPO vs RLOO on the default setup at the same number of sampled replies (≈ 45 min)
+bench-estimators: $(VENV)/.installed
+	$(PYTHON) bench/estimators.py $(ARGS)
 
 clean-runs:
 	rm -rf runs

@@ -26,6 +26,7 @@ from common.config import parse_args, to_dict
 from common.data import DataError, batch_for_step
 from common.engines import check_processes, ds_config
 from common.models import load_model_and_tokenizer, save_model_folder
+from common.plan import preflight
 from common.precision import autocast, resolve_precision
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, Sample, load_domains
@@ -122,6 +123,7 @@ def load_checkpoint(folder: Path, trainer: BCQTrainer) -> int:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(BCQStageConfig, argv, prog="python -m bcq_offline")
     check_processes(cfg, ("batch_size",))
+    preflight("bcq_offline", cfg)  # one log line; refuses a run that cannot fit
     run_dir = claim_run_dir(cfg)
     main_rank = distributed.is_main_process()
     set_seed(cfg.seed)

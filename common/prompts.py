@@ -1,5 +1,6 @@
 """Prompt sets (PPO's training prompts, the evaluation stage's held-out prompts): JSONL rows
-`{prompt, domain, reference?}` or HH dialogues (their first human turn).
+`{prompt, domain, reference?}`, HH dialogues (their first human turn) or GSM8K rows
+(`{question, answer}`: the question, and the number after the answer's `####` as reference).
 
 `prompt` is text or chat messages ending with a user turn; `domain` names a file in
 `configs/domains/`; `reference` (optional) is an answer the accuracy component compares with.
@@ -24,9 +25,30 @@ log = logging.getLogger(__name__)
 class PromptSource:
     """One prompt file and its share of the prompt mix."""
 
-    path: str = param(help="JSONL rows {prompt, domain, reference?}, or HH dialogues (first human turn)")
-    format: Literal["auto", "prompts", "hh"] = param("auto", help="row shape")
+    path: str = param(help="JSONL rows {prompt, domain, reference?}, HH dialogues (first human turn), or GSM8K rows")
+    format: Literal["auto", "prompts", "hh", "gsm8k"] = param("auto", help="row shape")
     weight: float = param(1.0, help="share of this file's prompts: 0.5 = a random half, 2.0 = twice")
+    rows: str | None = param(None, help="'start:stop' (Python slice, 0-based): only those rows of the file — "
+                             "e.g. '0:7000' to train and '7000:' to evaluate on the rest")
+    domain: str | None = param(None, help="domain of rows that name none (default: general; gsm8k: math)")
+    instruction: str = param("", help="text appended to each prompt's last user turn (e.g. how to state the answer)")
+
+    def __post_init__(self):
+        if self.weight < 0:
+            raise ValueError(f"weight must be ≥ 0, got {self.weight}")
+        if self.rows is not None:
+            row_slice(self.rows)
+
+
+def row_slice(spec: str) -> slice:
+    """'a:b', 'a:' or ':b' (non-negative integers) → slice(a, b); anything else is a ValueError."""
+    parts = spec.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() or not p.strip() for p in parts):
+        raise ValueError(f"rows must look like 'start:stop' (e.g. '0:7000' or '7000:'), got {spec!r}")
+    start, stop = (int(p) if p.strip() else None for p in parts)
+    if start is not None and stop is not None and stop <= start:
+        raise ValueError(f"rows {spec!r} selects nothing: stop must be > start")
+    return slice(start, stop)
 
 
 @dataclass
@@ -38,23 +60,46 @@ class Prompt:
     source: int = 0
 
 
-def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str]) -> Prompt:
+def gsm8k_reference(answer, where: str) -> str:
+    """The final number of a GSM8K worked answer ('… #### 72' → '72')."""
+    if not isinstance(answer, str) or "####" not in answer:
+        raise DataError(f"{where}: a GSM8K 'answer' must be text ending with '#### <number>'")
+    final = answer.rsplit("####", 1)[1].strip().replace(",", "")
+    if not final:
+        raise DataError(f"{where}: nothing after '####' in 'answer'")
+    return final
+
+
+def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str], default_domain: str | None = None,
+                  instruction: str = "") -> Prompt:
     if fmt == "auto":
-        fmt = "prompts" if "prompt" in row else "hh" if "chosen" in row else ""
+        fmt = "prompts" if "prompt" in row else "hh" if "chosen" in row else "gsm8k" if "question" in row else ""
         if not fmt:
-            raise unrecognised(row, where, "'prompt' (+ 'domain', 'reference') or an HH 'chosen' dialogue")
+            raise unrecognised(row, where, "'prompt' (+ 'domain', 'reference'), an HH 'chosen' dialogue, or GSM8K "
+                                           "'question' + 'answer'")
+    reference = None
     if fmt == "hh":
         require(row, ("chosen",), where)
-        first = parse_hh_dialogue(row["chosen"], where)[0]
-        return Prompt([first], row.get("domain") or "general", None, where)
-    require(row, ("prompt",), where)
-    messages = parse_prompt(row["prompt"], where)
-    domain = row.get("domain") or "general"
+        messages = [parse_hh_dialogue(row["chosen"], where)[0]]
+    elif fmt == "gsm8k":
+        require(row, ("question", "answer"), where)
+        if not isinstance(row["question"], str) or not row["question"].strip():
+            raise DataError(f"{where}: 'question' must be non-empty text")
+        messages = [{"role": "user", "content": row["question"]}]
+        reference = gsm8k_reference(row["answer"], where)
+        default_domain = default_domain or "math"
+    else:
+        require(row, ("prompt",), where)
+        messages = parse_prompt(row["prompt"], where)
+        reference = row.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            raise DataError(f"{where}: 'reference' must be a string")
+    domain = row.get("domain") or default_domain or "general"
     if domain not in domains:
         raise DataError(f"{where}: unknown domain '{domain}' (known: {', '.join(sorted(domains))})")
-    reference = row.get("reference")
-    if reference is not None and not isinstance(reference, str):
-        raise DataError(f"{where}: 'reference' must be a string")
+    if instruction:
+        last = messages[-1]
+        messages = [*messages[:-1], {**last, "content": last["content"].rstrip() + " " + instruction.strip()}]
     return Prompt(messages, domain, reference, where)
 
 
@@ -64,8 +109,14 @@ def load_prompts(sources: list[PromptSource], domains: set[str], seed: int) -> l
         raise DataError("no prompts: the recipe's 'prompts' list is empty")
     prompts = []
     for i, src in enumerate(sources):
-        for where, row in read_rows(src.path):
-            p = row_to_prompt(row, src.format, where, domains)
+        rows = list(read_rows(src.path))
+        if src.rows is not None:
+            picked = rows[row_slice(src.rows)]
+            if not picked:
+                raise DataError(f"{src.path}: rows {src.rows!r} selects nothing (the file has {len(rows)} rows)")
+            rows = picked
+        for where, row in rows:
+            p = row_to_prompt(row, src.format, where, domains, src.domain, src.instruction)
             p.source = i
             prompts.append(p)
     return mix_by_weight(prompts, [s.weight for s in sources], random.Random(seed))

@@ -41,6 +41,10 @@ class RunOptions:
     wandb_mode: Literal["offline", "online", "disabled"] | None = param(
         None, help="W&B mode; None = $WANDB_MODE, else offline"
     )
+    memory_check: bool = param(
+        True, help="plan the run's memory at start (python -m common.plan) and refuse when it exceeds what this "
+        "process can see by more than 20%; false = plan and log only"
+    )
     deepspeed: str | None = param(None, help="DeepSpeed JSON config (configs/deepspeed/*.json), None = off")
 
 

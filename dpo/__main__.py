@@ -9,6 +9,7 @@ import warnings
 from common import distributed, training
 from common.cli import run_stage
 from common.config import parse_args
+from common.plan import preflight
 from common.runs import check_run_dir, open_run_dir, run_dir_for
 from common.tracking import finish_wandb
 from dpo import data as dpo_data
@@ -20,6 +21,7 @@ log = logging.getLogger("dpo")
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(DPOStageConfig, argv, prog="python -m dpo")
+    preflight("dpo", cfg)  # one log line; refuses a run that cannot fit
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
     from transformers import set_seed

@@ -10,6 +10,7 @@ from transformers import set_seed
 from common import distributed
 from common.cli import run_stage
 from common.config import parse_args, to_dict
+from common.plan import preflight
 from common.runs import RunExistsError, open_run_dir, run_dir_for
 from common.tracking import finish_wandb, start_wandb
 from evaluation.config import EvalConfig
@@ -20,6 +21,7 @@ from evaluation.report import EVAL_FILE, flat_figures, plot, table, write_html, 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(EvalConfig, argv, prog="python -m evaluation")
     distributed.init()
+    preflight("evaluation", cfg)  # one log line; refuses a run that cannot fit
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     if (run_dir / EVAL_FILE).exists() and not cfg.overwrite:
         raise RunExistsError(f"{run_dir} already holds a finished evaluation; pick another run_name or pass --overwrite true")

@@ -17,6 +17,7 @@ from common.config import parse_args, to_dict
 from common.data import DataError, batch_for_step
 from common.engines import check_processes, ds_config, inference_module
 from common.models import load_model_and_tokenizer, save_model_folder
+from common.plan import preflight
 from common.precision import resolve_precision
 from common.prompts import drop_long_prompts, load_prompts
 from common.reward import load_reward_scorer
@@ -78,6 +79,7 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
     check_processes(cfg, ("prompts_per_step", "mini_batch_size"))
+    preflight("ppo", cfg)  # one log line; refuses a run that cannot fit
     run_dir = claim_run_dir(cfg)
     main_rank = distributed.is_main_process()
     set_seed(cfg.seed + distributed.rank())  # each rank samples differently

@@ -104,6 +104,9 @@ class PPOStageConfig(RunOptions):
     policy_lr: float = param(1e-5, help="policy learning rate")
     critic_lr: float = param(5e-5, help="critic learning rate")
     max_grad_norm: float = param(1.0, help="gradient clipping norm")
+    gradient_checkpointing: bool = param(
+        False, help="recompute policy and critic activations in the backward pass: far less memory, ~30% more time"
+    )
 
     # --- run
     steps: int = param(20, help="PPO steps (rollout + update)")

@@ -25,6 +25,7 @@ from common import distributed
 from common.config import ConfigError
 from common.engines import Trainable, inference_module, zero_stage
 from common.lora import peft_config
+from common.memory import peak_memory_gb
 from common.models import load_model_and_tokenizer
 from common.precision import autocast
 from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
@@ -148,6 +149,10 @@ class PPOTrainer:
         if critic is None and cfg.uses_critic:
             head = nn.Linear(policy.config.hidden_size, 1)
             nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # V starts at 0, not noise
+        if cfg.gradient_checkpointing:  # recompute each trained layer's activations in the backward pass
+            for module in (policy, critic.backbone if critic is not None else None):
+                if module is not None:
+                    module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model = PolicyModel(policy, head)
         groups = [{"params": [p for p in policy.parameters() if p.requires_grad], "lr": cfg.policy_lr}]
         if head is not None:
@@ -215,13 +220,15 @@ class PPOTrainer:
                 exp.critic_prefix = prefix_hidden(self.critic.module.backbone, self.critic_k, **ids)
 
     @torch.no_grad()
-    def _ref_logprobs(self, exp: Experience) -> torch.Tensor:
+    def _ref_logprobs(self, exp: Experience, rows=slice(None)) -> torch.Tensor:
+        """log π_ref of the response tokens (b, T) for `rows`."""
         if self.ref_policy is not None:
-            with self._autocast():
-                logits = self.ref_policy(**self._inputs(exp, slice(None)), use_cache=False).logits
-            return logprobs_of(self._response_part(exp, logits).float() / self.cfg.temperature, exp.responses)
+            n = exp.responses.shape[1]
+            with self._autocast():  # the LM head on the last T + 1 positions only, as for π
+                logits = self.ref_policy(**self._inputs(exp, rows), use_cache=False, logits_to_keep=n + 1).logits
+            return logprobs_of(logits[:, :-1].float() / self.cfg.temperature, exp.responses[rows])
         with self.policy.disable_adapter():
-            return logprobs_of(self._actor(exp)[0], exp.responses)
+            return logprobs_of(self._actor(exp, rows)[0], exp.responses[rows])
 
     # ------------------------------------------------------------------ 1. rollout
 
@@ -287,11 +294,17 @@ class PPOTrainer:
     def score(self, exp: Experience, prompts: list[Prompt]) -> None:
         cfg = self.cfg
         self._prefixes(exp)
-        logits, values = self._actor(exp, with_values=self.value_head)
-        exp.logprobs = logprobs_of(logits, exp.responses)
-        del logits
-        exp.ref_logprobs = self._ref_logprobs(exp)
-        exp.values = self._critic(exp) if self.critic is not None else values  # None without a critic
+        # log π_old, log π_ref and V in chunks of a mini-batch: the (b, T, V) logits of one chunk at a time
+        logps, refs, vals = [], [], []
+        for start in range(0, exp.responses.shape[0], self.mini_batch):
+            rows = slice(start, start + self.mini_batch)
+            logits, values = self._actor(exp, rows, with_values=self.value_head)
+            logps.append(logprobs_of(logits, exp.responses[rows]))
+            del logits
+            refs.append(self._ref_logprobs(exp, rows))
+            vals.append(self._critic(exp, rows) if self.critic is not None else values)
+        exp.logprobs, exp.ref_logprobs = torch.cat(logps), torch.cat(refs)
+        exp.values = None if vals[0] is None else torch.cat(vals)  # None without a critic
         texts = [
             self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)
         ]
@@ -408,6 +421,7 @@ class PPOTrainer:
             "time/generate": t1 - t0,
             "time/score": t2 - t1,
             "time/train": t3 - t2,
+            "perf/peak_memory_gb": peak_memory_gb(self.device),
         })
         stats["tokens_per_second"] *= distributed.world_size()  # every rank's tokens
         self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())

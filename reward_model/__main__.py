@@ -9,6 +9,7 @@ from transformers import TrainingArguments, set_seed
 from common import distributed, training
 from common.cli import run_stage
 from common.config import parse_args
+from common.plan import preflight
 from common.reward import REWARD_CONFIG
 from common.runs import check_run_dir, open_run_dir, run_dir_for
 from common.tracking import finish_wandb
@@ -20,6 +21,7 @@ from reward_model.trainer import GroupCollator, PreferenceTrainer, build_model, 
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(RMStageConfig, argv, prog="python -m reward_model")
+    preflight("reward_model", cfg)  # one log line; refuses a run that cannot fit
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
     set_seed(cfg.seed)  # the new head's initial weights come from this seed

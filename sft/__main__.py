@@ -8,6 +8,7 @@ import sys
 from common import distributed, training
 from common.cli import run_stage
 from common.config import parse_args
+from common.plan import preflight
 from common.runs import check_run_dir, open_run_dir, run_dir_for
 from common.tracking import finish_wandb
 from sft import data as sft_data
@@ -19,6 +20,7 @@ log = logging.getLogger("sft")
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(SFTStageConfig, argv, prog="python -m sft")
+    preflight("sft", cfg)  # one log line; refuses a run that cannot fit
     run_dir = run_dir_for(cfg.output_root, cfg.run_name)
     check_run_dir(run_dir, cfg.overwrite)
     from transformers import set_seed

@@ -18,7 +18,8 @@ from conftest import REPO, assert_same_metrics, run_killed_at_step
 TINY = str(REPO / "configs/ppo/tiny.yaml")
 REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
             "policy/clipfrac", "loss/policy", "loss/value", "val/clipfrac", "val/explained_variance", "kl_coef",
-            "response_length", "tokens_per_second", "time/generate", "time/score", "time/train")
+            "response_length", "tokens_per_second", "time/generate", "time/score", "time/train",
+            "perf/peak_memory_gb")
 
 
 def args(model_dir, out: Path, *extra: str) -> list[str]:

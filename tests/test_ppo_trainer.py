@@ -144,6 +144,22 @@ def test_prefix_cache_is_exact(tiny_model_dir):
             assert with_cache[key] == pytest.approx(without[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_gradient_checkpointing_changes_memory_not_the_maths(tiny_model_dir, finetune):
+    """Recomputing activations in the backward pass gives the same training figures."""
+    common = ("--finetune", finetune, "--lora.layers", "[1]", "--critic_freeze_layers", "1", "--policy_lr", "1e-3")
+    runs = {}
+    for ckpt in ("true", "false"):
+        trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), *common,
+                               "--gradient_checkpointing", ckpt)
+        assert trainer.policy.is_activation_checkpointing == (ckpt == "true")
+        torch.manual_seed(1)
+        runs[ckpt] = [trainer.step(PROMPTS) for _ in range(2)]
+    for on, off in zip(runs["true"], runs["false"]):
+        for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "policy/approxkl"):
+            assert on[key] == pytest.approx(off[key], rel=1e-4, abs=1e-6), key
+
+
 def test_top_k_zero_samples_from_the_whole_vocabulary(tiny_model_dir):
     """top_k = 0 means no truncation (transformers would otherwise apply its default top-50)."""
     trainer = make_trainer(tiny_model_dir, constant(0.0), "--top_k", "0")

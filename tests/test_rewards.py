@@ -1,10 +1,12 @@
 """Reward components and the per-domain mixer, against values worked out by hand."""
 
+from decimal import Decimal
+
 import pytest
 import torch
 
 from common.config import ConfigError
-from common.rewards.accuracy import exact_match, lcs_length, rouge_l, token_f1
+from common.rewards.accuracy import exact_match, final_number, final_number_of, lcs_length, rouge_l, token_f1
 from common.rewards.diversity import distinct_n, diversity_scores, non_repetition
 from common.rewards.efficiency import length_score
 from common.rewards.mixer import DomainConfig, RewardMixer, RewardWeights, RunningNorm, Sample, load_domains
@@ -20,6 +22,21 @@ def test_reference_metrics():
     assert lcs_length(list("abcbdab"), list("bdcaba")) == 4
     # pred [a, b, c, d], ref [a, c, b, d]: LCS 3 → P = R = 3/4
     assert rouge_l("a b c d", "a c b d") == pytest.approx(0.75)
+
+
+def test_final_number_reads_the_answer_a_reply_commits_to():
+    # GSM8K's rule: the number after the last '####'; without one, the last number in the text
+    assert final_number("3 + 4 = 7, so #### 7", "7") == 1.0
+    assert final_number("#### 18 dollars, not the 20 she hoped", "#### 18") == 1.0  # the first number after ####
+    assert final_number("She had 3 apples and bought 4: 7 apples.", "7") == 1.0  # the last number
+    assert final_number("She had 3 apples and bought 4: 7 apples. Or 8?", "7") == 0.0
+    assert final_number("He pays $1,000.00 in total.", "1000") == 1.0  # separators, currency, trailing zeros
+    assert final_number("It is -5 degrees", "5") == 0.0  # the sign counts
+    assert final_number("答案是 42 元", "42") == 1.0
+    assert final_number("no number here", "3") == 0.0
+    assert final_number("3", "no number in the reference") == 0.0
+    assert final_number_of("1,234.50 and #### ") == Decimal("1234.5")  # nothing after '####': the last number
+    assert str(final_number_of("x = 12.5")) == "12.5"
 
 
 def test_chinese_is_scored_character_by_character():
@@ -68,7 +85,8 @@ def test_running_norm_matches_the_statistics_of_everything_seen():
 
 def test_shipped_domains_parse_with_the_design_defaults():
     domains = load_domains()
-    assert {"general", "medical", "finance", "legal", "code"} <= set(domains)
+    assert {"general", "medical", "finance", "legal", "code", "math"} <= set(domains)
+    assert domains["math"].accuracy_metric == "final_number"
     w = domains["general"].weights
     assert (w.accuracy, w.diversity, w.efficiency) == (0.6, 0.3, 0.1)
 

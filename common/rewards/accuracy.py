@@ -6,7 +6,9 @@ scores every Chinese answer 0.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from decimal import Decimal, InvalidOperation
 
 from common.text import words
 
@@ -50,4 +52,29 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-METRICS = {"token_f1": token_f1, "exact_match": exact_match, "rouge_l": rouge_l}
+# a number as people write it: sign, thousands separators, decimals ("-1,234.50"); "$" and "%" around it are ignored
+NUMBER = re.compile(r"-?\d(?:[\d,]*\d)?(?:\.\d+)?")
+
+
+def final_number_of(text: str) -> Decimal | None:
+    """The answer a reply commits to, GSM8K's way: the first number after the last '####' when
+    the text has one, else the last number in the text; None when there is none."""
+    tail = text.rsplit("####", 1)
+    found = NUMBER.findall(tail[1]) if len(tail) == 2 else []
+    found = found[:1] if found else NUMBER.findall(text)[-1:]
+    if not found:
+        return None
+    try:
+        return Decimal(found[0].replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def final_number(prediction: str, reference: str) -> float:
+    """1.0 when the prediction's final number equals the reference's (72 = 72.00 = 72.0; "1,000" =
+    1000) — exact match on the answer of a math word problem, whatever the reasoning around it."""
+    ref = final_number_of(reference)
+    return float(ref is not None and final_number_of(prediction) == ref)
+
+
+METRICS = {"token_f1": token_f1, "exact_match": exact_match, "rouge_l": rouge_l, "final_number": final_number}

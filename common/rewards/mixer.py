@@ -5,7 +5,7 @@ Each domain's weights, token budget and reference metric live in `configs/domain
 a running mean/std per component *and source* (Welford; the first batch uses its own
 statistics), so a reward-model score and a [0, 1] length score weigh what their weights say.
 Accuracy has two sources on different scales — reward-model scores, and reference metrics
-(F1, exact match, ROUGE-L in [0, 1]) — each with its own statistics, so neither's scale depends
+(F1, exact match, ROUGE-L, final number in [0, 1]) — each with its own statistics, so neither's scale depends
 on how many of the other a batch holds. One batch may mix domains: each sample uses its own
 domain's weights.
 """
@@ -51,7 +51,7 @@ class DomainConfig:
     description: str = param("", help="what the domain is and why its numbers are what they are")
     weights: RewardWeights = param(RewardWeights(), help="component weights")
     token_budget: int = param(256, help="response tokens that cost nothing; 0 efficiency at twice this")
-    accuracy_metric: str = param("token_f1", help="token_f1 | exact_match | rouge_l, used with a reference answer")
+    accuracy_metric: str = param("token_f1", help="token_f1 | exact_match | rouge_l | final_number, used with a reference answer")
 
     def __post_init__(self):
         if self.token_budget <= 0:

@@ -1,0 +1,147 @@
+"""The memory planner against measured peaks: every stage's default and tiny recipe, a few steps
+each on this CPU, in a process of its own.
+
+Planned: the plan the stage itself makes at start (common.plan.preflight), total per rank.
+Measured: the growth of the process's resident memory (VmRSS) from just before the stage's
+main() — its libraries (transformers, TRL, PEFT, datasets) already imported — to its highest
+value, sampled every 10 ms by a thread. All of RSS, not only the anonymous part: transformers
+maps fp32 safetensors weights from their files, so a frozen model's weights are file-backed
+pages (RssFile) that appear when first used. Why RSS at all: torch keeps no statistics of its
+CPU allocator and tracemalloc sees only Python objects. The error is
+(planned − measured) / measured.
+
+    .venv/bin/python bench/plan_accuracy.py                 # every stage, default and tiny (≈ 15 min)
+    .venv/bin/python bench/plan_accuracy.py --only ppo sft  # some stages
+The default recipes need their inputs (make sft rm; BCQ's logs) and are skipped without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GiB = 2**30
+
+# stage → {recipe: overrides that keep the run to a few steps}
+SHORT = {
+    "sft": ["--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1"],
+    "reward_model": ["--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1"],
+    "dpo": ["--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1",
+            "--val_fraction", "0.01"],
+    "ppo": ["--steps", "2", "--save_steps", "2"],
+    "bcq_offline": ["--steps", "4", "--save_steps", "4", "--eval_prompts", "8", "--eval_taus", "[0.3]"],
+    "evaluation": ["--max_prompts", "30"],
+}
+NEEDS = {  # default recipes stand on earlier runs
+    "reward_model": [], "sft": [],
+    "dpo": ["runs/sft/default/model"],
+    "ppo": ["runs/sft/default/model", "runs/reward_model/default/model"],
+    "bcq_offline": ["runs/sft/default/model", "runs/reward_model/default/model"],
+    "evaluation": ["runs/sft/default/model", "runs/ppo/default/model", "runs/reward_model/default/model"],
+}
+
+
+def rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def child(stage: str, argv: list[str], out: str) -> None:
+    """Run one stage in this process and write {planned, measured} to `out`."""
+    import importlib
+
+    module = importlib.import_module(f"{stage}.__main__")
+    import common.plan
+
+    # the libraries a stage imports inside main() (their code and data pages are not the run's memory)
+    for lib in ("trl", "peft", "datasets", "transformers.models.llama.modeling_llama", "common.reward", "tqdm"):
+        importlib.import_module(lib)
+
+    seen = {}
+
+    def spy(name, cfg):
+        seen["plan"] = common.plan.preflight(name, cfg)
+        return seen["plan"]
+
+    module.preflight = spy
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.01)
+
+    base = rss()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        module.main(argv)
+    finally:
+        stop.set()
+        thread.join()
+    p = seen.get("plan")
+    result = {"measured": peak[0] - base}
+    if p is not None:
+        result.update(planned=p.total, resident=p.resident, phase=p.peak_phase[0], phase_bytes=p.peak_phase[1])
+    Path(out).write_text(json.dumps(result))
+
+
+def run(stage: str, recipe: str, tmp: Path) -> dict | None:
+    out = tmp / f"{stage}-{Path(recipe).stem}.json"
+    run_root = tmp / "runs" / stage
+    args = ["--config", recipe, "--run_name", f"plan-bench-{Path(recipe).stem}", "--overwrite", "true",
+            "--output_root", str(run_root), "--wandb_mode", "disabled", *SHORT[stage]]
+    if stage == "evaluation":
+        args = [a for a in args if a != "--wandb_mode" and a != "disabled"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, __file__, "--child", stage, str(out), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        print(f"  {stage} {recipe}: failed\n{proc.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[4:], sys.argv[3])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", choices=list(SHORT), help="these stages only")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="plan-bench-") as tmp:
+        for stage in args.only or SHORT:
+            for name in ("tiny", "default"):
+                recipe = f"configs/{stage}/{name}.yaml"
+                if not (REPO / recipe).exists():
+                    continue
+                missing = [n for n in NEEDS[stage] if name == "default" and not (REPO / n).is_dir()]
+                if missing:
+                    print(f"  {recipe}: skipped, needs {', '.join(missing)}", flush=True)
+                    continue
+                t0 = time.perf_counter()
+                r = run(stage, recipe, Path(tmp))
+                if r and "planned" in r:
+                    rows.append((recipe, r))
+                    print(f"  {recipe}: planned {r['planned'] / GiB:.3f} GiB, measured {r['measured'] / GiB:.3f} GiB "
+                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"\n{'recipe':<36}{'planned GiB':>12}{'measured GiB':>14}{'error':>8}  peak phase")
+    for recipe, r in rows:
+        err = (r["planned"] - r["measured"]) / r["measured"] if r["measured"] > 0 else float("nan")
+        print(f"{recipe:<36}{r['planned'] / GiB:>12.3f}{r['measured'] / GiB:>14.3f}{100 * err:>+7.0f}%  {r['phase']}")
+    print("\nmeasured: growth of VmRSS over the run (sampled every 10 ms); planned: the stage's own plan at start")
+
+
+if __name__ == "__main__":
+    main()

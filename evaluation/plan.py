@@ -1,0 +1,39 @@
+"""Memory plan of the evaluation stage (common/memplan.py). Nothing stays resident: each policy
+loads in turn (in the run's precision) to sample — its weights and the KV cache of `batch_size`
+prompts × `samples_per_prompt` replies —, then the KL reference scores every reply, then the
+reward model (fp32) scores them. The peak is the largest of these phases."""
+
+from __future__ import annotations
+
+from common.memplan import Plan, Row, Setup, kv_cache_bytes, logits_bytes, longest_prompt_tokens, resolve_arch
+from evaluation.config import EvalConfig
+
+
+def plan(cfg: EvalConfig, setup: Setup) -> Plan:
+    p = Plan("evaluation", setup)
+    w = 2 if setup.bf16 else 4  # policies load in the run's precision, on a CPU too
+    batch = cfg.batch_size * cfg.samples_per_prompt
+    prompt, source = longest_prompt_tokens(cfg.policies[0].model if cfg.policies else "", cfg.prompts, cfg.domains_dir,
+                                           cfg.seed, cfg.max_prompt_tokens)
+    tokens = prompt + cfg.max_new_tokens
+    p.notes.append(f"sequences: {source} + {cfg.max_new_tokens} new tokens")
+    for spec in cfg.policies:
+        arch = resolve_arch(spec.model, f"policies.{spec.name}")
+        p.phases[f"sample {spec.name}"] = [
+            Row(spec.name, arch.params, weights=w * arch.params, note="weights in the run's precision"),
+            Row("KV cache", kv_cache=kv_cache_bytes(arch, batch, tokens, w), note=f"{batch} replies × {tokens} tok"),
+        ]
+    if cfg.judges.kl and cfg.policies:
+        ref_spec = cfg.kl_reference or cfg.baseline
+        model = next((s.model for s in cfg.policies if s.name == ref_spec), ref_spec)
+        arch = resolve_arch(model, "kl_reference")
+        p.phases["KL reference"] = [
+            Row("reference", arch.params, weights=w * arch.params),
+            Row("logits", activations=logits_bytes(arch, cfg.batch_size, cfg.max_new_tokens + 1, setup, grad=False),
+                note=f"{cfg.batch_size} replies' positions, no gradients"),
+        ]
+    if cfg.judges.reward_model and cfg.reward_model:
+        arch = resolve_arch(cfg.reward_model, "reward_model")
+        p.phases["reward model"] = [Row("reward model", arch.classifier_params, weights=4 * arch.classifier_params,
+                                        note="fp32 as loaded")]
+    return p

@@ -1,0 +1,72 @@
+"""Memory plan of the PPO stage (common/memplan.py) — every model one rank holds, and its two
+phases: generating a rollout batch (KV cache) and training on mini-batches (activations).
+
+    policy      LoRA (reference = adapters off) or full (reference = a frozen copy)
+    critic      GAE only: a separate model (initialised from the reward model; its lowest
+                `critic_freeze_layers` frozen) or a value head on the policy
+    reward      the reward model, frozen (none with rule-based rewards)
+    generate    B = prompts_per_step × samples_per_prompt / N replies: the KV cache of
+                (prompt + new) tokens
+    score       π_old, π_ref (and V) without gradients, a mini-batch at a time
+    train       mini_batch_size / N replies through policy (and critic) with gradients; the
+                head's logits only on response positions
+"""
+
+from __future__ import annotations
+
+from common.memplan import (
+    Plan,
+    Row,
+    Setup,
+    decode_bytes,
+    frozen_model,
+    kv_cache_bytes,
+    local_share,
+    logits_bytes,
+    longest_prompt_tokens,
+    policy_and_reference,
+    resolve_arch,
+    trained_model,
+    training_phase,
+)
+from ppo.config import PPOStageConfig
+
+
+def plan(cfg: PPOStageConfig, setup: Setup) -> Plan:
+    arch = resolve_arch(cfg.policy, "policy")
+    rows, first = policy_and_reference(arch, cfg.finetune, cfg.lora, setup)
+    critic_arch = critic_first = None
+    if cfg.uses_critic and cfg.value_model == "separate":
+        spec = cfg.critic or cfg.reward_model or cfg.policy
+        critic_arch = resolve_arch(spec, "critic")
+        critic, critic_first = trained_model("critic", critic_arch, "full", None, setup, classifier=True,
+                                             freeze_layers=cfg.critic_freeze_layers)
+        rows.append(critic)
+    elif cfg.uses_critic:
+        rows[0].trainable += arch.hidden + 1
+    if cfg.reward_model:
+        rows.append(frozen_model("reward model", resolve_arch(cfg.reward_model, "reward_model"), setup, classifier=True))
+    p = Plan("ppo", setup, rows)
+
+    batch = local_share(cfg.prompts_per_step * cfg.samples_per_prompt, setup.world)
+    mini = local_share(cfg.mini_batch_size, setup.world)
+    prompt, source = longest_prompt_tokens(cfg.policy, cfg.prompts, cfg.domains_dir, cfg.seed, cfg.max_prompt_tokens)
+    tokens = prompt + cfg.max_new_tokens
+    p.notes.append(f"sequences: {source} + {cfg.max_new_tokens} new tokens")
+    kv_bytes = decode_bytes(setup)
+    p.phases["generate"] = [
+        Row("KV cache", kv_cache=kv_cache_bytes(arch, batch, tokens, kv_bytes), note=f"{batch} replies × {tokens} tok")]
+    p.phases["score"] = [
+        Row("log π_old, log π_ref", activations=2 * logits_bytes(arch, mini, cfg.max_new_tokens, setup, grad=False),
+            note=f"no gradients, {mini} replies at a time, response positions"),
+    ]
+    ckpt = cfg.gradient_checkpointing
+    train = [training_phase(arch, mini, tokens, first, setup, ckpt, cfg.max_new_tokens, "policy mini-batch",
+                            entropy=True)]  # the entropy bonus and figure
+    if critic_arch is not None:
+        train.append(training_phase(critic_arch, mini, tokens, critic_first, setup, ckpt, 0, "critic mini-batch"))
+    if cfg.prefix_cache and setup.zero != 3 and (first or critic_first):
+        h = arch.hidden + (critic_arch.hidden if critic_arch is not None and critic_first else 0)
+        train.append(Row("prefix cache", activations=batch * tokens * h * 4, note="frozen layers' output, fp32"))
+    p.phases["train"] = train
+    return p
