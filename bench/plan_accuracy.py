@@ -101,8 +101,6 @@ def run(stage: str, recipe: str, tmp: Path) -> dict | None:
     run_root = tmp / "runs" / stage
     args = ["--config", recipe, "--run_name", f"plan-bench-{Path(recipe).stem}", "--overwrite", "true",
             "--output_root", str(run_root), "--wandb_mode", "disabled", *SHORT[stage]]
-    if stage == "evaluation":
-        args = [a for a in args if a != "--wandb_mode" and a != "disabled"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, __file__, "--child", stage, str(out), *args], cwd=REPO, env=env,
                           capture_output=True, text=True)

@@ -190,11 +190,6 @@ class Setup:
     device: str = "cuda"  # cuda | cpu
 
     @property
-    def weight_bytes(self) -> int:
-        """Bytes per weight of a trained model: DeepSpeed with bf16 converts it; plain PyTorch keeps fp32."""
-        return 2 if self.zero is not None and self.bf16 else 4
-
-    @property
     def act_bytes(self) -> int:
         return 2 if self.bf16 else 4
 

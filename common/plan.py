@@ -182,7 +182,7 @@ def preflight(stage: str, cfg) -> Plan | None:
     if distributed.is_main_process():
         log.info("memory plan: %.2f GiB per rank (models %.2f + %s %.2f) of %.1f GiB %s",
                  p.total / GiB, p.resident / GiB, p.peak_phase[0] or "-", p.peak_phase[1] / GiB, visible, where)
-    if visible and p.total > REFUSE_ABOVE * visible * GiB and getattr(cfg, "memory_check", True):
+    if visible and p.total > REFUSE_ABOVE * visible * GiB and cfg.memory_check:
         raise ConfigError(f"the memory plan ({p.total / GiB:.1f} GiB per rank) exceeds the {visible:.1f} GiB {where} "
                           f"by more than {100 * (REFUSE_ABOVE - 1):.0f}%; --memory_check false runs anyway\n{text}")
     return p
