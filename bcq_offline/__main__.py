@@ -28,10 +28,11 @@ from common.engines import check_processes, ds_config
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.plan import preflight
 from common.precision import autocast, resolve_precision
+from common.provenance import read_provenance
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, Sample, load_domains
 from common.runs import FINAL, open_run_dir
-from common.tracking import append_metrics, finish_wandb, start_wandb
+from common.tracking import Tracking, flatten
 
 log = logging.getLogger("bcq_offline")
 BEHAVIOUR = "behaviour_model"  # <run>/behaviour_model/: G after behaviour cloning
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     distributed.barrier()
 
     start = resume(cfg, run_dir, lambda checkpoint: load_checkpoint(checkpoint, trainer))
-    wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
+    tracking = Tracking(cfg, run_dir, to_dict(cfg), read_provenance(run_dir), start_step=start)
 
     rank, world = distributed.rank(), distributed.world_size()
     if trainer.cache is not None:  # every record this rank will visit, from step 0 (a resumed run caches the same)
@@ -144,10 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         trainer.build_cache(visits, progress=main_rank)
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="BCQ", disable=not main_rank):
         stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
-        if main_rank:
-            append_metrics(run_dir, {"step": step + 1, **stats})
-        if wandb_run is not None:
-            wandb_run.log(stats, step=step + 1)
+        tracking.log(stats, step + 1)  # metrics.jsonl and every tracker (rank 0)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
             save_checkpoint(run_dir, step + 1, trainer, cfg.save_total_limit)
 
@@ -164,9 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         with autocast(cfg.precision, distributed.device()):
             report = evaluate(model, tokenizer, held_out, cfg, scorer, domains, cfg.eval_taus)
         (run_dir / "eval.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-        if wandb_run is not None:
-            wandb_run.summary.update({f"eval/{k}": v for k, v in report.items() if isinstance(v, float)})
-        finish_wandb()
+        figures = {f"eval/{k}": v for k, v in flatten(report).items() if isinstance(v, (int, float))}
+        # the held-out figures beside the training curves (eval.json has them; metrics.jsonl keeps one row a step)
+        tracking.log(figures, cfg.steps, metrics_file=False)
+        tracking.summary(figures)
+    tracking.finish()
+    if main_rank:
         print(summary_line(report, final, run_dir))
 
 

@@ -91,6 +91,11 @@ class Trainable:
     def train(self, mode: bool = True) -> None:
         (self.engine or self.module).train(mode)
 
+    @property
+    def learning_rate(self) -> float:
+        """The first parameter group's learning rate (PPO's policy: its LoRA or trunk group)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def backward_step(self, loss: torch.Tensor) -> None:
         if self.engine is not None:
             self.engine.backward(loss)

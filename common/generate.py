@@ -153,7 +153,13 @@ def response_logprobs(model, prompt_ids: list[list[int]], responses: list[list[i
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # as `generate` counts them under left padding
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device),
                        use_cache=False, logits_to_keep=keep + 1).logits  # (b, keep + 1, V)
-        logp = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)  # (b, keep, V): predicts the last keep
+        # at most two (b, keep, V) fp32 tensors alive at once (8 bytes an element, the memory plan's
+        # figure): the fp32 logits (fp32 output: the output itself) scaled in place, the model's own
+        # bf16 output freed before the log-softmax writes its result
+        scaled = logits[:, :-1].float().div_(temperature)
+        del logits
+        logp = torch.log_softmax(scaled, dim=-1)  # (b, keep, V): predicts the last keep
+        del scaled
         taken = logp.gather(-1, ids[:, -keep:, None].to(device)).squeeze(-1).cpu()  # (b, keep)
         out += [float(taken[i, keep - len(r) :].sum()) for i, r in enumerate(replies)]
     return out

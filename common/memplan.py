@@ -191,6 +191,17 @@ class Setup:
 
     @property
     def act_bytes(self) -> int:
+        """Bytes per saved activation element. bf16 only where the weights themselves are bf16
+        (DeepSpeed bf16). Under autocast (no DeepSpeed) the weights stay fp32, and so do the residual
+        stream and the norms' saved inputs, while the bf16 casts of each matmul's input are saved
+        beside them: measured on the CPU (bench/plan_accuracy.py), a trained layer then holds about
+        as much as in fp32 (the reward model's step: 43 KB per layer-token; the fp32 figure is 40),
+        not half."""
+        return 2 if self.bf16 and self.zero is not None else 4
+
+    @property
+    def out_bytes(self) -> int:
+        """Bytes per element of a layer's output (the LM head's logits): bf16 under autocast too."""
         return 2 if self.bf16 else 4
 
 
@@ -288,14 +299,19 @@ def activation_bytes(arch: Arch, sequences: int, tokens: int, first_trained_laye
 
 
 def logits_bytes(arch: Arch, sequences: int, positions: int, setup: Setup, grad: bool = True,
-                 entropy: bool = False) -> float:
+                 entropy: bool = False, lean: bool = False) -> float:
     """The head's logits over `positions` per sequence. Training: their output (a), an fp32 copy and
     the saved log-softmax (4 + 4), and in the backward pass their gradients in fp32 and in the
     output's dtype (4 + a) — 2a + 12 bytes an element; `entropy` (a loss term or a logged figure
     over the whole distribution: softmax and its product with the log-probs) adds 8. Without
-    gradients: the output and one fp32 copy."""
-    a = setup.act_bytes
-    per = (2 * a + 12 + (8 if entropy else 0)) if grad else (a + 4)
+    gradients: the output, its fp32 copy when the output is bf16 (`.float()` of fp32 is the same
+    tensor) and the log-softmax — a + 8 in bf16, 8 in fp32; `lean` (common.generate's
+    response_logprobs, which frees the output before the log-softmax) 8 either way."""
+    a = setup.out_bytes
+    if grad:
+        per = 2 * a + 12 + (8 if entropy else 0)
+    else:
+        per = 8 if lean or a == 4 else a + 8
     return sequences * positions * arch.vocab * per
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from common.config import param, save_yaml
+from common.config import param, save_yaml, to_dict
 
 FINAL = "model"
 CHECKPOINTS = "checkpoints"
@@ -37,9 +37,14 @@ class RunOptions:
     save_total_limit: int = param(2, help="checkpoints kept (oldest deleted)")
     seed: int = param(42, help="seed for data order, split, init, dropout and sampling")
     precision: Literal["auto", "bf16", "fp32"] = param("auto", help="auto = bf16 where the device runs it fast")
-    wandb_project: str = param("rlhfkit", help="W&B project")
+    trackers: list[Literal["wandb", "trackio", "mlflow", "tensorboard"]] = param(
+        ["wandb"], help="where curves go besides metrics.jsonl (rank 0): wandb (offline by default), trackio "
+        "(local SQLite, `make dashboard`), mlflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db), tensorboard "
+        "(<run>/tensorboard/); several at once, [] for none (docs/tracking.md)"
+    )
+    project: str = param("rlhfkit", help="project in every tracker: W&B project, trackio project, MLflow experiment")
     wandb_mode: Literal["offline", "online", "disabled"] | None = param(
-        None, help="W&B mode; None = $WANDB_MODE, else offline"
+        None, help="W&B mode; None = $WANDB_MODE, else offline; disabled drops wandb from trackers"
     )
     memory_check: bool = param(
         True, help="plan the run's memory at start (python -m common.plan) and refuse when it exceeds what this "
@@ -53,9 +58,13 @@ def run_dir_for(output_root: str, run_name: str) -> Path:
 
 
 def open_run_dir(run_dir: Path, cfg, report=None) -> None:
-    """Create the run folder with its resolved config (and the data report, if any)."""
+    """Create the run folder with its resolved config, its provenance (git commit, content hashes
+    of the data and models it names: common/provenance.py) and the data report, if any."""
+    from common.provenance import write_provenance
+
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
+    write_provenance(to_dict(cfg), run_dir)
     if report is not None:
         report.save(run_dir / "data_report.json")
 

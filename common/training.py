@@ -20,7 +20,7 @@ from common.lora import LoraSettings, peft_config
 from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
 from common.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, RunOptions, publish, resolve_resume
-from common.tracking import MetricsFileCallback, setup_wandb, truncate_metrics
+from common.tracking import MetricsFileCallback, tracker_run_name, trainer_trackers, truncate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ def trainer_kwargs(cfg: TrainingOptions, run_dir: Path, has_validation: bool, re
     early = cfg.early_stopping_patience is not None
     return dict(
         output_dir=str(run_dir / CHECKPOINTS),
-        run_name=cfg.run_name,
+        run_name=tracker_run_name(cfg),  # the run's name in every tracker (e.g. sft/default)
         report_to=report_to,
+        project=cfg.project,  # trackio's project
         seed=cfg.seed,
         data_seed=cfg.seed,
         learning_rate=cfg.learning_rate,
@@ -115,14 +116,16 @@ def lora_config(cfg: TrainingOptions, task_type: str, modules_to_save: list[str]
 
 
 def callbacks(cfg: TrainingOptions, run_dir: Path) -> list:
-    out = [MetricsFileCallback(run_dir)]
+    out = [MetricsFileCallback(run_dir), *trainer_trackers(cfg, run_dir)[1]]
     if cfg.early_stopping_patience is not None:
         out.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
     return out
 
 
 def tracking(cfg: TrainingOptions, run_dir: Path) -> list[str]:
-    return setup_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode)
+    """Configure the recipe's trackers; the `report_to` list for transformers' integrations
+    (`callbacks` adds ours)."""
+    return trainer_trackers(cfg, run_dir)[0]
 
 
 def train_with_resume(cfg: TrainingOptions, run_dir: Path, trainer) -> dict:

@@ -11,7 +11,7 @@ from common.cli import run_stage
 from common.config import parse_args
 from common.plan import preflight
 from common.runs import check_run_dir, open_run_dir, run_dir_for
-from common.tracking import finish_wandb
+from common.tracking import finish_trackers
 from dpo import data as dpo_data
 from dpo import train as dpo_train
 from dpo.config import DPOStageConfig
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = training.train_with_resume(cfg, run_dir, trainer)
     summary["truncated_pairs"] = data.truncated
     final = training.save_final(cfg, run_dir, trainer, summary)
-    finish_wandb()
+    finish_trackers()
     if distributed.is_main_process():
         figures = {k: v for k, v in summary.items() if k.startswith("eval_rewards/")}
         print(f"DPO done: model in {final}; metrics in {run_dir / 'metrics.jsonl'}; held-out {figures}")

@@ -11,8 +11,9 @@ from common import distributed
 from common.cli import run_stage
 from common.config import parse_args, to_dict
 from common.plan import preflight
+from common.provenance import read_provenance
 from common.runs import RunExistsError, open_run_dir, run_dir_for
-from common.tracking import finish_wandb, start_wandb
+from common.tracking import METRICS_FILE, Tracking
 from evaluation.config import EvalConfig
 from evaluation.evaluate import evaluate, prepare
 from evaluation.report import EVAL_FILE, flat_figures, plot, table, write_html, write_report, write_samples
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(cfg.seed)
     plan = prepare(cfg)  # every bad input fails here, before anything is written or sampled
     if distributed.is_main_process():
-        (run_dir / EVAL_FILE).unlink(missing_ok=True)
+        for stale in (EVAL_FILE, METRICS_FILE, "wandb_id", "mlflow_id"):  # a fresh evaluation: fresh tracker runs
+            (run_dir / stale).unlink(missing_ok=True)
         open_run_dir(run_dir, cfg)
     distributed.barrier()
     report, replies = evaluate(cfg, plan)
@@ -39,13 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     write_samples(run_dir, replies, plan.prompts)
     figure = plot(run_dir, report)
     write_html(run_dir, report, replies, plan.prompts, cfg.html_prompts)
-    wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
-    if wandb_run is not None:
+    tracking = Tracking(cfg, run_dir, to_dict(cfg), read_provenance(run_dir))
+    tracking.log(flat_figures(report), 0)  # metrics.jsonl (the dashboard's source) and every tracker
+    tracking.summary(flat_figures(report))
+    if tracking.wandb is not None:
         import wandb
 
-        wandb_run.log({**flat_figures(report), "eval/report": wandb.Image(str(figure))})
-        wandb_run.summary.update(flat_figures(report))
-        finish_wandb()
+        tracking.wandb.log({"eval/report": wandb.Image(str(figure))}, step=0)
+    tracking.finish()
     if cfg.to_annotation:
         from evaluation.human import load_tasks
 

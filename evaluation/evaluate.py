@@ -9,7 +9,6 @@ gathered on rank 0, which summarises and writes.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import random
 import time
@@ -20,6 +19,7 @@ import torch
 
 from common import distributed
 from common.config import ConfigError
+from common.memory import release_memory
 from common.precision import autocast, resolve_precision
 from common.prompts import Prompt, drop_long_prompts, load_prompts
 from common.reward import REWARD_CONFIG
@@ -64,13 +64,6 @@ def prepare(cfg: EvalConfig) -> Plan:
     return Plan(prompts, infos, reference, domains)
 
 
-def _free(*objects) -> None:
-    del objects
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, float]) -> list[Reply]:
     """This rank's replies from every policy, with log π(y) and (KL judge) log π_ref(y).
 
@@ -92,8 +85,8 @@ def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, f
         replies += mine_replies
         timing[f"sample/{info.spec.name}"] = time.perf_counter() - t0
         if not (ref is not None and info.spec.name == ref.spec.name):
-            _free(loaded)
             loaded = None
+            release_memory()
     if ref is not None:
         t0 = time.perf_counter()
         if loaded is None:  # the reference is not one of the policies
@@ -106,7 +99,9 @@ def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, f
                 r.ref_logprob = r.logprob  # the reference's own replies: log-ratio 0 by definition
         reference_logprobs(model, tokenizer, [r for r in replies if r.ref_logprob is None], messages, cfg)
         timing["kl_reference"] = time.perf_counter() - t0
-        _free(loaded)
+        del model, tokenizer
+        loaded = None
+        release_memory()
     return replies
 
 
@@ -122,7 +117,8 @@ def judge(cfg: EvalConfig, plan: Plan, replies: list[Reply], timing: dict[str, f
     with autocast(cfg.precision, device):
         score_reward_model(scorer, replies, plan.prompts, cfg.batch_size)
     timing["reward_model"] = time.perf_counter() - t0
-    _free(scorer)
+    del scorer
+    release_memory()
 
 
 def evaluate(cfg: EvalConfig, plan: Plan) -> tuple[dict | None, list[Reply]]:

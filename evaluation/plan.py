@@ -29,7 +29,8 @@ def plan(cfg: EvalConfig, setup: Setup) -> Plan:
         arch = resolve_arch(model, "kl_reference")
         p.phases["KL reference"] = [
             Row("reference", arch.params, weights=w * arch.params),
-            Row("logits", activations=logits_bytes(arch, cfg.batch_size, cfg.max_new_tokens + 1, setup, grad=False),
+            Row("logits", activations=logits_bytes(arch, cfg.batch_size, cfg.max_new_tokens + 1, setup, grad=False,
+                                                   lean=True),
                 note=f"{cfg.batch_size} replies' positions, no gradients"),
         ]
     if cfg.judges.reward_model and cfg.reward_model:

@@ -20,10 +20,11 @@ from common.models import load_model_and_tokenizer, save_model_folder
 from common.plan import preflight
 from common.precision import resolve_precision
 from common.prompts import drop_long_prompts, load_prompts
+from common.provenance import read_provenance
 from common.reward import load_reward_scorer
 from common.rewards.mixer import RewardMixer, load_domains
 from common.runs import FINAL, open_run_dir, publish
-from common.tracking import append_metrics, finish_wandb, start_wandb
+from common.tracking import Tracking
 from common.training import record_adapter_base
 from ppo.config import PPOStageConfig
 from ppo.plot import plot_reward_curve
@@ -88,26 +89,25 @@ def main(argv: list[str] | None = None) -> None:
         open_run_dir(run_dir, cfg)
     distributed.barrier()
     start = resume(cfg, run_dir, lambda checkpoint: load_checkpoint(checkpoint, trainer, mixer))
-    wandb_run = start_wandb(run_dir, cfg.wandb_project, cfg.run_name, cfg.wandb_mode, to_dict(cfg))
+    tracking = Tracking(cfg, run_dir, to_dict(cfg), read_provenance(run_dir), start_step=start)
 
     rank, world = distributed.rank(), distributed.world_size()
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="PPO", disable=not main_rank):
         batch = batch_for_step(prompts, step, cfg.prompts_per_step, cfg.seed)[rank::world]
         stats = trainer.step(batch)
         stats.update(reward.last_log)
+        stats["episode"] = (step + 1) * cfg.prompts_per_step * cfg.samples_per_prompt  # responses so far (TRL's name)
         samples = [s for part in distributed.all_gather_objects(trainer.last_samples) for s in part]
         if main_rank:
-            append_metrics(run_dir, {"step": step + 1, **stats})
             with (run_dir / "samples.jsonl").open("a") as f:
                 for sample in samples:
                     f.write(json.dumps({"step": step + 1, **sample}, ensure_ascii=False) + "\n")
-        if wandb_run is not None:
-            wandb_run.log(stats, step=step + 1)
+        tracking.log(stats, step + 1)  # metrics.jsonl and every tracker (rank 0)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
             save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit)
     final = save_policy(cfg, run_dir, trainer)
+    tracking.finish()
     if main_rank:
-        finish_wandb()
         curve = plot_reward_curve(run_dir)
         print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}; curve in {curve}")
 

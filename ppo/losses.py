@@ -142,7 +142,7 @@ def policy_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate: mean of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = π/π_old.
 
-    Also returns approx KL(π_old ‖ π) (k3 form, ≥ 0) and the share of clipped tokens.
+    Also returns approx KL(π_old ‖ π) (k3 form, ≥ 0), the share of clipped tokens and the mean ratio.
     """
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
@@ -153,6 +153,7 @@ def policy_loss(
         stats = {
             "approxkl": masked_mean(torch.expm1(-log_ratio) + log_ratio, mask),
             "clipfrac": masked_mean((clipped > unclipped).float(), mask),
+            "ratio": masked_mean(ratio, mask),
         }
     return loss, stats
 

@@ -66,7 +66,7 @@ def plan(cfg: PPOStageConfig, setup: Setup) -> Plan:
     if critic_arch is not None:
         train.append(training_phase(critic_arch, mini, tokens, critic_first, setup, ckpt, 0, "critic mini-batch"))
     if cfg.prefix_cache and setup.zero != 3 and (first or critic_first):
-        h = arch.hidden + (critic_arch.hidden if critic_arch is not None and critic_first else 0)
+        h = (arch.hidden if first else 0) + (critic_arch.hidden if critic_arch is not None and critic_first else 0)
         train.append(Row("prefix cache", activations=batch * tokens * h * 4, note="frozen layers' output, fp32"))
     p.phases["train"] = train
     return p

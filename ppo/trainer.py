@@ -354,6 +354,7 @@ class PPOTrainer:
         if self.critic is not None:
             self.critic.train()
         sums: dict[str, float] = {}
+        ratios: list[float] = []
         count = 0
         for _ in range(cfg.ppo_epochs):
             for rows in torch.randperm(n).split(self.mini_batch):
@@ -367,8 +368,11 @@ class PPOTrainer:
                     loss = loss + self.kl_ctl.value * masked_mean(
                         kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator), mask
                     )
-                figures = {"loss/policy": p_loss.item(), "objective/entropy": entropy.item(),
-                           "policy/approxkl": p_stats["approxkl"].item(), "policy/clipfrac": p_stats["clipfrac"].item()}
+                # TRL's PPO names (docs/tracking.md): averages over every mini-batch of every epoch
+                figures = {"loss/policy_avg": p_loss.item(), "policy/entropy_avg": entropy.item(),
+                           "policy/approxkl_avg": p_stats["approxkl"].item(),
+                           "policy/clipfrac_avg": p_stats["clipfrac"].item()}
+                ratios.append(p_stats["ratio"].item())
                 if shared:  # one trunk: one backward through policy and value losses together
                     v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)
                     self.actor.backward_step(loss + cfg.vf_coef * v_loss)
@@ -380,12 +384,15 @@ class PPOTrainer:
                                                      cfg.cliprange_value)
                         self.critic.backward_step(cfg.vf_coef * v_loss)
                 if cfg.uses_critic:  # without a critic the value figures are absent, not zero
-                    figures.update({"loss/value": v_loss.item(), "val/clipfrac": v_stats["clipfrac"].item()})
+                    figures.update({"loss/value_avg": v_loss.item(), "val/clipfrac_avg": v_stats["clipfrac"].item()})
 
                 for key, value in figures.items():
                     sums[key] = sums.get(key, 0.0) + value
                 count += 1
-        return {k: v / count for k, v in sums.items()}
+        out = {k: v / count for k, v in sums.items()}
+        out["val/ratio"] = sum(ratios) / len(ratios)  # mean π/π_old over mini-batches, and its variance
+        out["val/ratio_var"] = sum((r - out["val/ratio"]) ** 2 for r in ratios) / len(ratios)
+        return out
 
     @property
     def mini_batch(self) -> int:
@@ -410,20 +417,27 @@ class PPOTrainer:
         kl_sum = (exp.kl * mask).sum(dim=1)  # (B,) KL per response
         if cfg.uses_critic:
             stats["val/explained_variance"] = explained_variance(exp.values, exp.returns, mask).item()
+        non_score = -self.kl_ctl.value * kl_sum  # (B,) −β·KL per response
         stats = distributed.mean_across({
             **stats,
             "objective/kl": kl_sum.mean().item(),
+            "objective/entropy": -(exp.logprobs * mask).sum(dim=1).mean().item(),  # −Σ_t log π(y_t) per response
             "objective/scores": exp.scores.mean().item(),
-            "objective/rlhf_reward": (exp.scores - self.kl_ctl.value * kl_sum).mean().item(),
+            "objective/non_score_reward": non_score.mean().item(),
+            "objective/rlhf_reward": (exp.scores + non_score).mean().item(),
             "response_length": mask.sum(dim=1).mean().item(),
             "eos_fraction": exp.ended.float().mean().item(),
+            "val/num_eos_tokens": exp.ended.float().sum().item(),
+            "eps": len(prompts) / (t3 - t0),
+            "lr": self.actor.learning_rate,
             "tokens_per_second": mask.sum().item() / (t3 - t0),
             "time/generate": t1 - t0,
             "time/score": t2 - t1,
             "time/train": t3 - t2,
             "perf/peak_memory_gb": peak_memory_gb(self.device),
         })
-        stats["tokens_per_second"] *= distributed.world_size()  # every rank's tokens
+        for key in ("tokens_per_second", "eps", "val/num_eos_tokens"):  # every rank's, not one rank's
+            stats[key] *= distributed.world_size()
         self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
         stats["kl_coef"] = self.kl_ctl.value
         return stats

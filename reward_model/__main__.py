@@ -12,7 +12,7 @@ from common.config import parse_args
 from common.plan import preflight
 from common.reward import REWARD_CONFIG
 from common.runs import check_run_dir, open_run_dir, run_dir_for
-from common.tracking import finish_wandb
+from common.tracking import finish_trackers
 from reward_model import data as rm_data
 from reward_model.config import RMStageConfig
 from reward_model.metrics import format_metrics
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         "reward_std": summary[f"{prefix}_reward_std"],
     }
     final = training.save_final(cfg, run_dir, trainer, summary, extra_files={REWARD_CONFIG: reward_config})
-    finish_wandb()
+    finish_trackers()
     if distributed.is_main_process():
         figures = {k.removeprefix(f"{prefix}_"): v for k, v in summary.items() if k.startswith(prefix)}
         print(f"held-out figures ({'validation' if prefix == 'eval' else 'training sample'}):\n" + format_metrics(figures))

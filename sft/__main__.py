@@ -10,7 +10,7 @@ from common.cli import run_stage
 from common.config import parse_args
 from common.plan import preflight
 from common.runs import check_run_dir, open_run_dir, run_dir_for
-from common.tracking import finish_wandb
+from common.tracking import finish_trackers
 from sft import data as sft_data
 from sft import train as sft_train
 from sft.config import SFTStageConfig
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = sft_train.build_trainer(cfg, run_dir, data, model, tokenizer)
     summary = training.train_with_resume(cfg, run_dir, trainer)
     final = training.save_final(cfg, run_dir, trainer, summary)
-    finish_wandb()
+    finish_trackers()
     if distributed.is_main_process():
         for s in sft_train.sample_answers(final, run_dir):
             print(f"sample — {s['prompt']}\n  → {s['answer']}")

@@ -79,7 +79,7 @@ def make_two_processes(target: str, stage: str, recipe: str, args: str) -> subpr
     return proc
 
 
-TIMINGS = ("tokens_per_second", "time/generate", "time/score", "time/train", "perf/peak_memory_gb")
+TIMINGS = ("tokens_per_second", "eps", "time/generate", "time/score", "time/train", "perf/peak_memory_gb")
 
 
 def assert_same_metrics(run_a: Path, run_b: Path, steps: int, abs_tol: float = 1e-6) -> None:

@@ -16,8 +16,8 @@ from ppo.__main__ import main
 from conftest import REPO, assert_same_metrics, run_killed_at_step
 
 TINY = str(REPO / "configs/ppo/tiny.yaml")
-REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl",
-            "policy/clipfrac", "loss/policy", "loss/value", "val/clipfrac", "val/explained_variance", "kl_coef",
+REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl_avg",
+            "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg", "val/clipfrac_avg", "val/explained_variance", "kl_coef",
             "response_length", "tokens_per_second", "time/generate", "time/score", "time/train",
             "perf/peak_memory_gb")
 
@@ -87,7 +87,7 @@ def test_critic_free_estimators_build_no_critic_and_log_no_value_figures(estimat
     run = tmp_path / "tiny"
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [1, 2]
-    value_keys = {"loss/value", "val/clipfrac", "val/explained_variance"}
+    value_keys = {"loss/value_avg", "val/clipfrac_avg", "val/explained_variance"}
     assert not value_keys & set(rows[-1]), "value figures are absent, not zero, without a critic"
     assert all(key in rows[-1] for key in set(REQUIRED) - value_keys)
     ckpt = run / "checkpoints/step-2"

@@ -52,7 +52,7 @@ def test_ppo_raises_a_rule_reward_while_kl_stays_finite(tiny_model_dir, value_mo
     # (measured: separate critic 0.15 → 0.36; value head on the trunk, which the value loss also moves, → 0.30)
     assert last > first + 0.12, (first, last)
     assert all(torch.isfinite(torch.tensor(h["objective/kl"])) for h in history)
-    assert all(h["loss/policy"] == h["loss/policy"] for h in history)  # no NaN
+    assert all(h["loss/policy_avg"] == h["loss/policy_avg"] for h in history)  # no NaN
     after = trainer.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     if head is not None:  # the value head on the policy's trunk learned values
@@ -65,7 +65,7 @@ def constant(value: float):
 
 
 def assert_trains(stats: dict) -> None:
-    for key in ("loss/policy", "loss/value", "objective/kl", "objective/entropy"):
+    for key in ("loss/policy_avg", "loss/value_avg", "objective/kl", "objective/entropy"):
         assert torch.isfinite(torch.tensor(stats[key])), (key, stats[key])
 
 
@@ -140,7 +140,8 @@ def test_prefix_cache_is_exact(tiny_model_dir):
         torch.manual_seed(1)
         runs[cache] = [trainer.step(PROMPTS) for _ in range(3)]
     for with_cache, without in zip(runs["true"], runs["false"]):
-        for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "objective/entropy", "policy/approxkl"):
+        for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "objective/entropy",
+                    "policy/approxkl_avg"):
             assert with_cache[key] == pytest.approx(without[key], rel=1e-4, abs=1e-6), key
 
 
@@ -156,7 +157,7 @@ def test_gradient_checkpointing_changes_memory_not_the_maths(tiny_model_dir, fin
         torch.manual_seed(1)
         runs[ckpt] = [trainer.step(PROMPTS) for _ in range(2)]
     for on, off in zip(runs["true"], runs["false"]):
-        for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "policy/approxkl"):
+        for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "policy/approxkl_avg"):
             assert on[key] == pytest.approx(off[key], rel=1e-4, abs=1e-6), key
 
 
@@ -235,4 +236,4 @@ def test_critic_free_estimators_raise_the_rule_reward(tiny_model_dir, estimator)
     first = sum(h["objective/scores"] for h in history[:5]) / 5
     last = sum(h["objective/scores"] for h in history[-10:]) / 10
     assert last > first + 0.12, (estimator, first, last)
-    assert "loss/value" not in history[-1] and all(h["loss/policy"] == h["loss/policy"] for h in history)
+    assert "loss/value_avg" not in history[-1] and all(h["loss/policy_avg"] == h["loss/policy_avg"] for h in history)
