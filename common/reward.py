@@ -87,6 +87,9 @@ def load_reward_scorer(spec: str, device: str | torch.device | None = None) -> R
     meta = json.loads(config_path.read_text())
     model, tokenizer = load_model_and_tokenizer(str(folder), model_class=AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
+    # a judge, never trained through: frozen weights also keep autocast from caching a bf16 copy
+    # of every one of them for as long as its region lasts (it caches casts of leaves that need grad)
+    model.requires_grad_(False).eval()
     if device is not None:
         model.to(device)
     return RewardScorer(model, tokenizer, meta["max_length"], meta.get("reward_mean", 0.0), meta.get("reward_std", 1.0))

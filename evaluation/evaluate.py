@@ -94,6 +94,7 @@ def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, f
 
             loaded = load_lm(ref.spec.model, dtype, device)
         model, tokenizer = loaded
+        release_memory()  # sampling's KV caches, freed but still held by the allocator
         for r in replies:
             if r.policy == ref.spec.name:
                 r.ref_logprob = r.logprob  # the reference's own replies: log-ratio 0 by definition

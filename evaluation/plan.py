@@ -1,5 +1,6 @@
 """Memory plan of the evaluation stage (common/memplan.py). Nothing stays resident: each policy
-loads in turn (in the run's precision) to sample — its weights and the KV cache of `batch_size`
+loads in turn (in the run's precision; on a CPU in bf16 the fp32 file and the converted copy are
+both in memory while it loads) to sample — its weights and the KV cache of `batch_size`
 prompts × `samples_per_prompt` replies —, then the KL reference scores every reply, then the
 reward model (fp32) scores them. The peak is the largest of these phases."""
 
@@ -19,6 +20,10 @@ def plan(cfg: EvalConfig, setup: Setup) -> Plan:
     p.notes.append(f"sequences: {source} + {cfg.max_new_tokens} new tokens")
     for spec in cfg.policies:
         arch = resolve_arch(spec.model, f"policies.{spec.name}")
+        if setup.device == "cpu" and w == 2:
+            # fp32 checkpoints (what our stages save) are mapped and converted: both in memory at once
+            p.phases[f"load {spec.name}"] = [Row(spec.name, arch.params, weights=6 * arch.params,
+                                                 note="fp32 file pages + the bf16 copy, while converting")]
         p.phases[f"sample {spec.name}"] = [
             Row(spec.name, arch.params, weights=w * arch.params, note="weights in the run's precision"),
             Row("KV cache", kv_cache=kv_cache_bytes(arch, batch, tokens, w), note=f"{batch} replies × {tokens} tok"),

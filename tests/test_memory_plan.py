@@ -62,6 +62,24 @@ def test_kv_cache_by_hand(tiny):
     assert kv_cache_bytes(tiny, 3, 12, 4) == 2 * 2 * 2 * 8 * 3 * 12 * 4 == 9216
 
 
+def test_autocast_keeps_activations_fp32_sized_and_logits_bf16(tiny):
+    from common.memplan import activation_bytes, logits_bytes
+
+    autocast, deepspeed_bf16, fp32 = Setup(bf16=True), Setup(bf16=True, zero=2), Setup()
+    assert (autocast.act_bytes, autocast.out_bytes) == (4, 2)  # fp32 weights, bf16 matmul outputs
+    assert (deepspeed_bf16.act_bytes, deepspeed_bf16.out_bytes) == (2, 2)  # the weights themselves are bf16
+    assert activation_bytes(tiny, 2, 5, 0, autocast) == activation_bytes(tiny, 2, 5, 0, fp32)
+    assert activation_bytes(tiny, 2, 5, 0, deepspeed_bf16) == activation_bytes(tiny, 2, 5, 0, fp32) / 2
+    # no gradients: bf16 output + its fp32 copy + the log-softmax (2 + 4 + 4); fp32: .float() is the
+    # output itself (4 + 4); lean (the output freed first): 8 either way
+    v = tiny.vocab
+    assert logits_bytes(tiny, 1, 1, autocast, grad=False) == 10 * v
+    assert logits_bytes(tiny, 1, 1, fp32, grad=False) == 8 * v
+    assert logits_bytes(tiny, 1, 1, autocast, grad=False, lean=True) == 8 * v
+    # training: output, fp32 copy, saved log-softmax, and their gradients (2a + 12)
+    assert logits_bytes(tiny, 1, 1, autocast) == 16 * v and logits_bytes(tiny, 1, 1, fp32) == 20 * v
+
+
 def sft_cfg(*extra):
     return parse_args(_cls("sft"), ["--config", str(REPO / "configs/sft/tiny.yaml"), "--model", "tiny-random", *extra])
 
