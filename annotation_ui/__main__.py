@@ -4,7 +4,9 @@
   users list | users disable NAME | users enable NAME
   import FILE [--format auto|jsonl|hh] [--limit N] [--batch NAME]   (all or nothing)
   generate PROMPTS --model runs/sft/default/model [--k 4] [--max_new_tokens 128] [--batch NAME]
-           (K sampled candidates per prompt)
+           [--select random|margin|ensemble --reward_model RM [RM …] --budget N]
+           (K sampled candidates per prompt; with --select, only the N tasks the reward model is
+           least sure how to rank, handed out most uncertain first)
   export OUT_DIR [--combine all|majority] [--batch NAME]
         (without --batch: every batch but evaluations' `eval:…` ones, which are held out)
   serve [--config configs/annotation/default.yaml] [--host H] [--port P] [--KEY VALUE …]
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--max_new_tokens", type=int, default=128)
     gen.add_argument("--limit", type=int, default=None)
     gen.add_argument("--batch", default=None, help="name this import (e.g. round-2); the export can pick it")
+    gen.add_argument("--select", choices=["random", "margin", "ensemble"], default=None,
+                     help="keep only --budget tasks: random, margin (smallest reward gap) or ensemble (the reward "
+                     "models disagree most); none = keep every prompt's task")
+    gen.add_argument("--reward_model", nargs="+", default=[], help="reward model folder(s) (ensemble: ≥ 2)")
+    gen.add_argument("--budget", type=int, default=None, help="tasks to keep with --select")
+    gen.add_argument("--seed", type=int, default=0, help="sampling and random selection seed")
     exp = sub.add_parser("export")
     exp.add_argument("out_dir")
     exp.add_argument("--combine", choices=["all", "majority"], default="all")
@@ -100,9 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "generate":
         from annotation_ui.tasks import generate_tasks
 
-        tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, limit=args.limit)
+        tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, seed=args.seed, limit=args.limit,
+                               budget=args.budget, reward_models=args.reward_model, strategy=args.select)
         ids = store.add_tasks(tasks, args.batch)
-        print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}")
+        chosen = f", the {len(ids)} chosen by {args.select}" if args.select else ""
+        print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}{chosen}")
     elif args.command == "export":
         from annotation_ui.export import export
 

@@ -77,6 +77,11 @@ EN = {
     "q_fleiss": "Fleiss' κ (pairwise decisions)", "q_cohen": "mean Cohen's κ (annotator pairs)",
     "q_majority": "agreement with the majority", "q_gold": "gold accuracy",
     "totals": "Tasks: **{tasks}** (gold: {gold_tasks}) · labelled tasks: **{labelled_tasks}** · label rows: **{labels}**",
+    "admin_rounds": "Labelling rounds",
+    "current_round": "Current round: **{batch}** — budget **{tasks}** tasks, **{labelled}** labelled",
+    "no_rounds": "No named rounds yet (import or generate with a batch name, e.g. round-1).",
+    "col_batch": "round (batch)", "col_tasks": "tasks (budget)", "col_labelled": "labelled",
+    "col_priority": "priority (most → least uncertain)",
 }
 
 ZH = {
@@ -150,6 +155,11 @@ ZH = {
     "q_fleiss": "Fleiss κ（两两比较）", "q_cohen": "平均 Cohen κ（标注员两两之间）",
     "q_majority": "与多数意见一致率", "q_gold": "黄金任务正确率",
     "totals": "任务：**{tasks}**（黄金任务：{gold_tasks}）· 已标注任务：**{labelled_tasks}** · 标注记录：**{labels}**",
+    "admin_rounds": "标注轮次",
+    "current_round": "当前轮次：**{batch}** — 预算 **{tasks}** 个任务，已标注 **{labelled}** 个",
+    "no_rounds": "尚无命名的轮次（导入或生成任务时指定批次名，例如 round-1）。",
+    "col_batch": "轮次（批次）", "col_tasks": "任务数（预算）", "col_labelled": "已标注",
+    "col_priority": "优先级（最不确定 → 最确定）",
 }
 
 TABLES = {"en": EN, "zh-CN": ZH}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from annotation_ui.export import EVAL_BATCH_PREFIX
 from annotation_ui.i18n import t
 from annotation_ui.render import safe_markdown
 from annotation_ui.service import Service
@@ -41,6 +42,9 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
         overview_title = gr.Markdown()
         totals_md = gr.Markdown(elem_id="rk-totals")
         overview_table = gr.Dataframe(interactive=False, elem_id="rk-overview")
+        rounds_title = gr.Markdown()
+        round_md = gr.Markdown(elem_id="rk-current-round")
+        rounds_table = gr.Dataframe(interactive=False, elem_id="rk-rounds")
         quality_title = gr.Markdown()
         quality_table = gr.Dataframe(interactive=False, elem_id="rk-quality")
         users_title = gr.Markdown()
@@ -69,6 +73,7 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
         return {
             tab: gr.update(label=t("tab_admin", lg)), refresh: gr.update(value=t("refresh", lg)),
             overview_title: f"### {t('admin_overview', lg)}", quality_title: f"### {t('admin_quality', lg)}",
+            rounds_title: f"### {t('admin_rounds', lg)}",
             users_title: f"### {t('admin_users', lg)}", export_title: f"### {t('admin_export', lg)}",
             combine: gr.update(label=t("combine", lg),
                                choices=[(t("combine_all", lg), "all"), (t("combine_majority", lg), "majority")]),
@@ -93,7 +98,15 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
                    [t("q_fleiss", lg), figure(q["fleiss_kappa"])], [t("q_cohen", lg), figure(q["cohen_kappa_mean"])]]
         figures += [[f"{t('q_majority', lg)}: {a}", figure(x)] for a, x in majority.items()]
         figures += [[f"{t('q_gold', lg)}: {a}", figure(x)] for a, x in gold.items()]
-        return {totals_md: t("totals", lg, **{k: v for k, v in ov.items() if k != "per_annotator"}),
+        rounds = [b for b in ov["batches"] if not b["batch"].startswith(EVAL_BATCH_PREFIX)]
+        current = rounds[-1] if rounds else None  # the newest round: the one being labelled
+        return {totals_md: t("totals", lg, **{k: v for k, v in ov.items() if k not in ("per_annotator", "batches")}),
+                round_md: t("current_round", lg, **current) if current else t("no_rounds", lg),
+                rounds_table: gr.update(value=[[b["batch"], b["tasks"], b["labelled"],
+                                                f"{b['priority_max']:.3f} → {b['priority_min']:.3f}"]
+                                               for b in reversed(ov["batches"])] or None,
+                                        headers=[t("col_batch", lg), t("col_tasks", lg), t("col_labelled", lg),
+                                                 t("col_priority", lg)]),
                 overview_table: gr.update(value=per or None,
                                           headers=[t("col_annotator", lg)] + [t(f"col_{s}", lg) for s in statuses]),
                 quality_table: gr.update(value=figures, headers=[t("col_figure", lg), t("col_value", lg)]),
@@ -136,7 +149,7 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
         return {gen_md: t("generated", lg, count=n)}
 
     private = {"api_visibility": "private"}
-    admin_outputs = [totals_md, overview_table, quality_table, users_table]
+    admin_outputs = [totals_md, overview_table, round_md, rounds_table, quality_table, users_table]
     refresh.click(on_admin, [lang], admin_outputs, **private)
     tab.select(on_admin, [lang], admin_outputs, **private)
     export_btn.click(on_export, [lang, combine], [export_md, export_files], **private)
@@ -144,6 +157,7 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
     import_btn.click(on_import, [lang, import_file], [import_md], **private)
     gen_prompts.upload(on_uploaded, [lang, gen_prompts], [gen_md], **private)
     gen_btn.click(on_generate, [lang, gen_prompts, gen_model, gen_k, gen_tokens], [gen_md], **private)
-    outputs = [tab, refresh, overview_title, quality_title, users_title, export_title, combine, export_btn, import_title,
+    outputs = [tab, refresh, overview_title, rounds_title, quality_title, users_title, export_title, combine, export_btn,
+               import_title,
                import_file, import_btn, generate_title, gen_prompts, gen_model, gen_k, gen_tokens, gen_btn]
     return AdminTab(tab, outputs, texts)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -42,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from common.data import DataError
 
-SCHEMA_VERSION = 2  # 2: tasks.batch
+SCHEMA_VERSION = 3  # 2: tasks.batch; 3: tasks.priority
 HANDOUT_LOCK = 0x726C6866  # PostgreSQL advisory lock key taken by every hand-out
 ROLES = ("annotator", "admin")
 FLAGS = ("unsafe", "not_rankable", "broken")
@@ -84,12 +85,16 @@ class Task(Base):
     gold_ranks: Mapped[list | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # a gold task's known answer
     # the import it came with, when named: "eval:<id>" for an evaluation's blind comparisons
     batch: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # handed out highest first (ties: oldest first); the closed loop sets it to how unsure the
+    # reward model is about the task's ranking (common/acquisition.py); 0 for a plain import
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
 
 
 # schema upgrades, applied in order to a database of an older version: version → statements
 MIGRATIONS = {
     2: ["ALTER TABLE tasks ADD COLUMN batch VARCHAR(64)", "CREATE INDEX ix_tasks_batch ON tasks (batch)"],
+    3: ["ALTER TABLE tasks ADD COLUMN priority FLOAT NOT NULL DEFAULT 0"],
 }
 
 
@@ -275,7 +280,8 @@ class Store:
     def next_task(self, user_id: int, overlap: int, ttl_minutes: float = 30.0, gold_rate: float = 0.0,
                   rng=None) -> Handout | None:
         """The user's open assignment, else a new one: a task this user never had, with fewer than
-        `overlap` live (open or done) assignments, oldest first. Expired ones go back to the pool.
+        `overlap` live (open or done) assignments, highest priority first, then oldest first.
+        Expired ones go back to the pool.
 
         With probability `gold_rate` the new task is a gold task (known answer) the user has not
         had — gold tasks go to every annotator, outside the overlap; the annotator can't tell.
@@ -294,7 +300,7 @@ class Store:
                 had = select(Assignment.task_id).where(Assignment.user_id == user_id)
                 regular = (select(Task).outerjoin(live, live.c.task_id == Task.id)
                            .where(Task.gold_ranks.is_(None), func.coalesce(live.c.n, 0) < overlap, Task.id.not_in(had))
-                           .order_by(Task.id).limit(1))
+                           .order_by(Task.priority.desc(), Task.id).limit(1))
                 task = s.scalar(regular)
                 if task is None:
                     return None  # no regular work left: gold tasks alone would measure nothing
@@ -408,7 +414,9 @@ class Store:
             return {"done": done, "left": left + current}
 
     def overview(self) -> dict:
-        """Admin figures: tasks, labels, and per annotator done / skipped / flagged / open."""
+        """Admin figures: tasks, labels, per annotator done / skipped / flagged / open, and per named
+        import batch (a labelling round) its tasks — the round's budget —, how many are labelled,
+        and its priority range."""
         with self.session(write=False) as s:
             names = {u.id: u.name for u in s.scalars(select(User))}
             per_user: dict[str, dict[str, int]] = {}
@@ -418,7 +426,16 @@ class Store:
             for uid, n in s.execute(select(Label.user_id, func.count()).where(Label.flag.is_not(None))
                                     .group_by(Label.user_id)):
                 per_user.setdefault(names[uid], {})["flagged"] = n
+            labelled = dict(s.execute(select(Task.batch, func.count(func.distinct(Label.task_id)))
+                                      .join(Label, Label.task_id == Task.id).group_by(Task.batch)).all())
+            batches = [{"batch": b, "tasks": n, "labelled": labelled.get(b, 0), "priority_max": hi, "priority_min": lo,
+                        "created": first}
+                       for b, n, hi, lo, first in s.execute(
+                           select(Task.batch, func.count(), func.max(Task.priority), func.min(Task.priority),
+                                  func.min(Task.created_at)).where(Task.batch.is_not(None), Task.gold_ranks.is_(None))
+                           .group_by(Task.batch))]
             return {
+                "batches": sorted(batches, key=lambda b: (b["created"], b["batch"])),  # oldest first
                 "tasks": s.scalar(select(func.count()).select_from(Task)) or 0,
                 "gold_tasks": s.scalar(select(func.count()).select_from(Task).where(Task.gold_ranks.is_not(None))) or 0,
                 "labels": s.scalar(select(func.count()).select_from(Label)) or 0,

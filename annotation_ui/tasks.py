@@ -1,7 +1,7 @@
 """Task files → task rows for the store, validated whole before anything is written.
 
 - JSONL: `{"prompt": str | [messages], "responses": [str, ...] (K ≥ 2), "domain"?: str,
-  "model_ids"?: [str, ...], "gold_ranks"?: [int, ...]}`;
+  "model_ids"?: [str, ...], "gold_ranks"?: [int, ...], "priority"?: number (higher first)}`;
 - HH (`../shared/data/hh-rlhf`): `{"chosen": dialogue, "rejected": dialogue}` → the shared
   turns as prompt, the two last replies as responses, shown behind a content notice.
 
@@ -9,6 +9,9 @@ Every problem raises `DataError` naming file and line; an import is all or nothi
 """
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 from common.data import DataError, check_messages
 from common.preferences import convert_rows, read_rows, row_to_group
@@ -64,8 +67,11 @@ def row_to_task(row: dict, where: str, fmt: str = "auto") -> dict:
     domain = row.get("domain") or "general"
     if not isinstance(domain, str):
         raise DataError(f"{where}: 'domain' must be a string")
+    priority = row.get("priority", 0.0)
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not math.isfinite(priority):
+        raise DataError(f"{where}: 'priority' must be a finite number (higher is handed out first), got {priority!r}")
     return {"prompt": messages, "responses": responses, "model_ids": model_ids, "domain": domain, "source": where,
-            "gold_ranks": gold, "content_notice": bool(row.get("content_notice", False))}
+            "gold_ranks": gold, "content_notice": bool(row.get("content_notice", False)), "priority": float(priority)}
 
 
 def read_tasks(path: str, fmt: str = "auto", limit: int | None = None) -> tuple[list[dict], int]:
@@ -77,11 +83,15 @@ def read_tasks(path: str, fmt: str = "auto", limit: int | None = None) -> tuple[
 
 
 def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: int = 128, seed: int = 0,
-                   limit: int | None = None) -> list[dict]:
+                   limit: int | None = None, budget: int | None = None, reward_models: list[str] | None = None,
+                   strategy: str | None = None) -> list[dict]:
     """K sampled candidates per prompt from a model folder (the SFT output or the default model).
 
     Prompt rows: `{"prompt": str | [messages], "domain"?: str}`. Empty samples are drawn again
     (up to 3 times); a prompt that still lacks K non-empty candidates is an error naming its line.
+    With `strategy` (common/acquisition.py: random, margin, ensemble) only the `budget` tasks the
+    reward model(s) are least sure how to rank are kept, each with that uncertainty as its
+    priority. Every check that can fail runs before the model samples anything.
     """
     import torch
     from tqdm.auto import tqdm
@@ -103,6 +113,10 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
             break
     if not rows:
         raise DataError(f"{prompts_path}: no prompts")
+    if strategy is not None:
+        check_selection(strategy, budget, reward_models or [], len(rows), prompts_path)
+    elif budget is not None or reward_models:
+        raise DataError("--budget and --reward_model choose tasks: name how with --select random|margin|ensemble")
     torch.manual_seed(seed)
     model, tokenizer = load_model_and_tokenizer(model_spec)
     tasks = []
@@ -116,4 +130,55 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
             raise DataError(f"{where}: the model gave fewer than {k} non-empty replies")
         tasks.append({"prompt": messages, "responses": replies[:k], "model_ids": [model_spec] * k, "domain": domain,
                       "source": where})
+    if strategy is not None:
+        tasks = select_tasks(tasks, strategy, budget, reward_models or [], seed)
     return tasks
+
+
+def check_selection(strategy: str, budget: int | None, reward_models: list[str], prompts: int, where: str) -> None:
+    from common.acquisition import STRATEGIES
+    from common.models import resolve_model
+    from common.reward import REWARD_CONFIG
+
+    if strategy not in STRATEGIES:
+        raise DataError(f"--select must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if budget is None or budget < 1:
+        raise DataError(f"--select {strategy} needs --budget N ≥ 1 (tasks to keep)")
+    if budget > prompts:
+        raise DataError(f"--budget {budget} is larger than the candidate pool: {where} has {prompts} prompts")
+    if strategy != "random" and not reward_models:
+        raise DataError(f"--select {strategy} needs --reward_model (the model whose uncertainty picks the tasks)")
+    if strategy == "ensemble" and len(reward_models) < 2:
+        raise DataError("--select ensemble needs ≥ 2 reward models (--reward_model A B …): their disagreement is the "
+                        "signal; with one, use --select margin")
+    for spec in reward_models:
+        try:
+            folder = resolve_model(spec)
+        except Exception as err:  # noqa: BLE001 — one line naming the spec
+            raise DataError(f"--reward_model {spec}: {str(err).splitlines()[0]}") from None
+        if not (Path(folder) / REWARD_CONFIG).is_file():
+            raise DataError(f"--reward_model {spec}: not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
+
+
+def select_tasks(tasks: list[dict], strategy: str, budget: int, reward_models: list[str], seed: int = 0) -> list[dict]:
+    """The `budget` tasks to label first, each with its uncertainty as `priority` (highest first)."""
+    import numpy as np
+
+    from common.acquisition import Candidate, select
+    from common.reward import load_reward_scorer
+
+    k = len(tasks[0]["responses"])
+    scores = np.zeros((max(1, len(reward_models)), len(tasks), k))  # (M, tasks, K)
+    if strategy != "random":
+        prompts = [t["prompt"] for t in tasks for _ in t["responses"]]
+        replies = [r for t in tasks for r in t["responses"]]
+        for m, spec in enumerate(reward_models):
+            scorer = load_reward_scorer(spec)
+            scores[m] = scorer(prompts, replies).numpy().reshape(len(tasks), k)
+            del scorer
+    candidates = [Candidate(str(i), t["domain"], scores[:, i, :]) for i, t in enumerate(tasks)]
+    try:
+        chosen = select(candidates, strategy, budget, seed=seed)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    return [{**tasks[int(c.key)], "priority": float(c.uncertainty)} for c in chosen]

@@ -174,6 +174,7 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         admin.page.get_by_role("tab", name="Admin").click()
         admin.page.locator("#rk-totals").filter(has_text="Tasks").wait_for(timeout=SIGNAL)
         assert "alice" in admin.page.locator("#rk-overview").inner_text()
+        assert "No named rounds yet" in admin.page.locator("#rk-current-round").inner_text()  # imported without a batch
         admin.page.locator("#rk-combine label", has_text="every vote").click()
         admin.page.locator("#rk-export").click()
         result = admin.page.locator("#rk-export-result")

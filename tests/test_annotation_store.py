@@ -225,6 +225,66 @@ def test_generated_candidates_become_tasks(tiny_model_dir, tmp_path):
         generate_tasks(str(tiny_model_dir), str(prompts), k=1)
 
 
+def test_higher_priority_tasks_are_handed_out_first(store):
+    users = [store.add_user(f"u{i}", "password123") for i in range(2)]
+    ids = store.add_tasks([task(1), {**task(2), "priority": 0.9}, {**task(3), "priority": 0.5}, {**task(4), "priority": 0.9}])
+    order = []
+    while (h := store.next_task(users[0], overlap=1)) is not None:
+        order.append(h.task_id)
+        store.submit(users[0], h.task_id, [1, 2, 3], f"r{h.task_id}")
+    assert order == [ids[1], ids[3], ids[2], ids[0]]  # by priority, ties oldest first; a plain import is 0
+    assert store.next_task(users[1], overlap=1) is None  # the overlap rule unchanged
+
+
+def test_the_overview_shows_each_round_with_its_budget_and_progress(store):
+    user = store.add_user("u0", "password123")
+    store.add_tasks([task(1), task(2)], batch="round-1")
+    store.add_tasks([{**task(3), "priority": 0.8}, {**task(4), "priority": 0.3}, {**task(5), "priority": 0.1}],
+                    batch="round-2")
+    store.add_tasks([task(6)])  # no batch: not a round
+    h = store.next_task(user, overlap=1)
+    store.submit(user, h.task_id, [1, 2, 3], "r1")
+    rounds = [(b["batch"], b["tasks"], b["labelled"], b["priority_max"], b["priority_min"]) for b in store.overview()["batches"]]
+    assert rounds == [("round-1", 2, 0, 0.0, 0.0), ("round-2", 3, 1, 0.8, 0.1)]  # the most uncertain went first
+
+
+def test_priority_in_task_files_is_checked(tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"prompt": "q", "responses": ["a", "b"], "priority": 0.7}\n{"prompt": "q2", "responses": ["a", "b"]}\n')
+    tasks, _ = read_tasks(str(path))
+    assert [t["priority"] for t in tasks] == [0.7, 0.0]
+    path.write_text('{"prompt": "q", "responses": ["a", "b"], "priority": "high"}\n')
+    with pytest.raises(DataError, match=r":1: 'priority' must be a finite number"):
+        read_tasks(str(path))
+
+
+def test_generation_keeps_the_budget_the_reward_model_is_least_sure_of(tiny_model_dir, tiny_reward_model, tmp_path):
+    from annotation_ui.tasks import generate_tasks
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"prompt": "Question {i}?", "domain": "{d}"}}\n'
+                               for i, d in enumerate(["medical", "medical", "legal", "code"])))
+    kept = generate_tasks(str(tiny_model_dir), str(prompts), k=3, max_new_tokens=6, budget=3,
+                          reward_models=[str(tiny_reward_model)], strategy="margin")
+    assert len(kept) == 3 and len({t["source"] for t in kept}) == 3
+    assert sorted(t["domain"] for t in kept) == ["code", "legal", "medical"]  # one domain does not take it all
+    assert [t["priority"] for t in kept] == sorted((t["priority"] for t in kept), reverse=True)
+    assert all(0 <= t["priority"] <= 1 for t in kept)
+    both = generate_tasks(str(tiny_model_dir), str(prompts), k=3, max_new_tokens=6, budget=2,
+                          reward_models=[str(tiny_reward_model)] * 2, strategy="ensemble")
+    assert len(both) == 2 and all(t["priority"] == pytest.approx(0, abs=1e-9) for t in both)  # identical members agree
+    bad = {
+        "larger than the candidate pool: .*4 prompts": dict(budget=5, reward_models=[str(tiny_reward_model)], strategy="margin"),
+        "needs --reward_model": dict(budget=2, strategy="margin"),
+        "ensemble needs ≥ 2 reward models": dict(budget=2, reward_models=[str(tiny_reward_model)], strategy="ensemble"),
+        "not a reward model": dict(budget=2, reward_models=[str(tiny_model_dir)], strategy="margin"),
+        "name how with --select": dict(budget=2),
+    }
+    for message, kwargs in bad.items():
+        with pytest.raises(DataError, match=message):
+            generate_tasks(str(tiny_model_dir), str(prompts), k=3, max_new_tokens=6, **kwargs)
+
+
 def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path):
     garbage = tmp_path / "not-a-db.db"
     garbage.write_text("this is not SQLite\n" * 100)

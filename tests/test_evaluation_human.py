@@ -106,10 +106,10 @@ def test_an_older_database_is_upgraded_in_place(tmp_path):
 
     db = tmp_path / "v1.db"
     Store(str(db))
-    con = sqlite3.connect(db)  # make it look like a version-1 database: no batch column
+    con = sqlite3.connect(db)  # make it look like a version-1 database: no batch or priority column
     con.executescript("DROP INDEX ix_tasks_batch; ALTER TABLE tasks DROP COLUMN batch; "
-                      "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
+                      "ALTER TABLE tasks DROP COLUMN priority; UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     con.close()
     store = Store(str(db))
     store.add_tasks([task(1)], batch="round-1")
-    assert [t.batch for t in store.tasks()] == ["round-1"]
+    assert [(t.batch, t.priority) for t in store.tasks()] == [("round-1", 0.0)]
