@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("out_dir")
     exp.add_argument("--combine", choices=["all", "majority"], default="all")
     exp.add_argument("--batch", default=None, help="export this batch only")
+    exp.add_argument("--floor", type=float, default=None,
+                     help="leave out annotators whose gold accuracy or agreement with the majority is under this "
+                     "(e.g. 0.75); the counts are printed")
     sub.add_parser("serve", help="start the labelling app", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "serve":
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     args.db = args.db or DEFAULT_DB
 
     from annotation_ui.store import Store
+    from common.data import DataError
 
     if "://" not in args.db:
         os.makedirs(os.path.dirname(os.path.abspath(args.db)), exist_ok=True)
@@ -116,8 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export":
         from annotation_ui.export import export
 
-        counts = export(store, args.out_dir, args.combine, batch=args.batch)
+        if args.floor is not None and not 0 < args.floor <= 1:
+            raise DataError(f"--floor must lie in (0, 1], got {args.floor:g}")
+        counts = export(store, args.out_dir, args.combine, batch=args.batch, floor=args.floor)
         print(f"exported {counts['pairs']} pairs and {counts['rankings']} rankings to {args.out_dir}")
+        for name, reasons in counts["left_out"].items():
+            print(f"left out {name} (under the floor {args.floor:g}: {'; '.join(reasons)})")
+        if counts["left_out"]:
+            print(f"left out {counts['left_out_labels']} rankings by {len(counts['left_out'])} annotator(s)")
 
 
 if __name__ == "__main__":

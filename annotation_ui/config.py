@@ -29,6 +29,11 @@ class AnnotationConfig:
     default_language: Literal["en", "zh-CN"] = param(
         "en", help="page language when the browser asks for neither English nor Chinese")
     concurrency_limit: int = param(32, help="label events handled at once (threads); the database serialises writes")
+    agreement_floor: float | None = param(
+        0.75, help="labels are trusted from this agreement up (κ/α of the round, an annotator's gold accuracy and "
+        "agreement with the majority): the admin tab warns below it; null = no floor")
+    leave_out_below_floor: bool = param(
+        False, help="the admin tab's export leaves out annotators under agreement_floor (the CLI: export --floor)")
 
     def __post_init__(self):
         if self.overlap < 1:
@@ -37,5 +42,7 @@ class AnnotationConfig:
             raise ValueError(f"gold_rate must lie in [0, 1], got {self.gold_rate}")
         if self.assignment_ttl_minutes <= 0:
             raise ValueError(f"assignment_ttl_minutes must be > 0, got {self.assignment_ttl_minutes}")
+        if self.agreement_floor is not None and not 0 < self.agreement_floor <= 1:
+            raise ValueError(f"agreement_floor must lie in (0, 1] (or null), got {self.agreement_floor}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be 1–65535, got {self.port}")

@@ -36,22 +36,24 @@ def in_export(task, batch: str | None) -> bool:
     return not (task.batch or "").startswith(EVAL_BATCH_PREFIX)
 
 
-def collect(store: Store, batch: str | None = None) -> dict[int, tuple[object, list]]:
-    """task id → (task, [(user name, label), ...]) for unflagged latest labels of non-gold tasks."""
+def collect(store: Store, batch: str | None = None, leave_out: set[str] = frozenset()) -> dict[int, tuple[object, list]]:
+    """task id → (task, [(user name, label), ...]) for unflagged latest labels of non-gold tasks,
+    without the annotators in `leave_out`."""
     names = {u.id: u.name for u in store.users()}
     tasks = {t.id: t for t in store.tasks() if t.gold_ranks is None and in_export(t, batch)}
     out: dict[int, tuple[object, list]] = {}
     for label in store.labels():
-        if label.flag is None and label.ranks is not None and label.task_id in tasks:
+        if label.flag is None and label.ranks is not None and label.task_id in tasks and names[label.user_id] not in leave_out:
             out.setdefault(label.task_id, (tasks[label.task_id], []))[1].append((names[label.user_id], label))
     return out
 
 
-def build_rows(store: Store, combine: str = "all", batch: str | None = None) -> tuple[list[dict], list[dict]]:
+def build_rows(store: Store, combine: str = "all", batch: str | None = None,
+               leave_out: set[str] = frozenset()) -> tuple[list[dict], list[dict]]:
     if combine not in ("all", "majority"):
         raise ValueError(f"combine must be 'all' or 'majority', got {combine!r}")
     pairs, rankings = [], []
-    for task, votes in collect(store, batch).values():
+    for task, votes in collect(store, batch, leave_out).values():
         n = len(votes)
         k = len(task.responses)
         # prefer[(i, j)] = annotators ranking i strictly above j, with their rank gaps
@@ -92,11 +94,19 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def export(store: Store, out_dir: str | Path, combine: str = "all", user_id: int | None = None,
-           batch: str | None = None) -> dict:
-    """Write pairs.jsonl, pairs/ (datasets) and rankings.jsonl into `out_dir`; returns counts."""
+           batch: str | None = None, floor: float | None = None) -> dict:
+    """Write pairs.jsonl, pairs/ (datasets) and rankings.jsonl into `out_dir`; returns counts.
+
+    With `floor`, annotators whose gold accuracy or agreement with the majority is under it
+    (annotation_ui.quality.below_floor) are left out; the counts say who and how many labels."""
     from datasets import Dataset
 
-    pairs, rankings = build_rows(store, combine, batch)
+    from annotation_ui.quality import below_floor, store_report
+
+    leave_out: dict[str, list[str]] = below_floor(store_report(store), floor)["annotators"] if floor is not None else {}
+    pairs, rankings = build_rows(store, combine, batch, set(leave_out))
+    _, kept_all = build_rows(store, "all", batch) if leave_out else (None, rankings)
+    left_out_labels = len(kept_all) - len(rankings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(pairs, out / "pairs.jsonl")
@@ -112,5 +122,5 @@ def export(store: Store, out_dir: str | Path, combine: str = "all", user_id: int
         tmp.rename(final)
     with store.session() as s:
         store.audit(s, "export", user_id, combine=combine, batch=batch, pairs=len(pairs), rankings=len(rankings),
-                    to=str(out))
-    return {"pairs": len(pairs), "rankings": len(rankings)}
+                    to=str(out), floor=floor, left_out=sorted(leave_out), left_out_labels=left_out_labels)
+    return {"pairs": len(pairs), "rankings": len(rankings), "left_out": leave_out, "left_out_labels": left_out_labels}

@@ -82,6 +82,7 @@ EN = {
     "no_rounds": "No named rounds yet (import or generate with a batch name, e.g. round-1).",
     "col_batch": "round (batch)", "col_tasks": "tasks (budget)", "col_labelled": "labelled",
     "col_priority": "priority (most → least uncertain)",
+    "below_floor": "Under the agreement floor ({floor:g}): labels below it are not to be trusted yet —",
 }
 
 ZH = {
@@ -160,6 +161,7 @@ ZH = {
     "no_rounds": "尚无命名的轮次（导入或生成任务时指定批次名，例如 round-1）。",
     "col_batch": "轮次（批次）", "col_tasks": "任务数（预算）", "col_labelled": "已标注",
     "col_priority": "优先级（最不确定 → 最确定）",
+    "below_floor": "低于一致性下限（{floor:g}）的标注暂不可信 —",
 }
 
 TABLES = {"en": EN, "zh-CN": ZH}

@@ -15,6 +15,7 @@ import gradio as gr
 
 from annotation_ui.export import EVAL_BATCH_PREFIX
 from annotation_ui.i18n import t
+from annotation_ui.quality import below_floor
 from annotation_ui.render import safe_markdown
 from annotation_ui.service import Service
 from annotation_ui.store import StoreError
@@ -46,6 +47,7 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
         round_md = gr.Markdown(elem_id="rk-current-round")
         rounds_table = gr.Dataframe(interactive=False, elem_id="rk-rounds")
         quality_title = gr.Markdown()
+        floor_md = gr.Markdown(elem_id="rk-floor")
         quality_table = gr.Dataframe(interactive=False, elem_id="rk-quality")
         users_title = gr.Markdown()
         users_table = gr.Dataframe(interactive=False, elem_id="rk-users")
@@ -98,10 +100,18 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
                    [t("q_fleiss", lg), figure(q["fleiss_kappa"])], [t("q_cohen", lg), figure(q["cohen_kappa_mean"])]]
         figures += [[f"{t('q_majority', lg)}: {a}", figure(x)] for a, x in majority.items()]
         figures += [[f"{t('q_gold', lg)}: {a}", figure(x)] for a, x in gold.items()]
+        floor = service.cfg.agreement_floor
+        low = below_floor(q, floor) if floor is not None else {"round": {}, "annotators": {}}
+        names = {"krippendorff_alpha": t("q_alpha", lg), "fleiss_kappa": t("q_fleiss", lg),
+                 "cohen_kappa_mean": t("q_cohen", lg)}
+        warnings = [f"{names[k]} {x:.2f}" for k, x in low["round"].items()]
+        warnings += [f"**{safe_markdown(a)}**: {'; '.join(r)}" for a, r in low["annotators"].items()]
+        floor_text = "" if not warnings else "⚠️ " + t("below_floor", lg, floor=floor) + " " + " · ".join(warnings)
         rounds = [b for b in ov["batches"] if not b["batch"].startswith(EVAL_BATCH_PREFIX)]
         current = rounds[-1] if rounds else None  # the newest round: the one being labelled
         return {totals_md: t("totals", lg, **{k: v for k, v in ov.items() if k not in ("per_annotator", "batches")}),
                 round_md: t("current_round", lg, **current) if current else t("no_rounds", lg),
+                floor_md: floor_text,
                 rounds_table: gr.update(value=[[b["batch"], b["tasks"], b["labelled"],
                                                 f"{b['priority_max']:.3f} → {b['priority_min']:.3f}"]
                                                for b in reversed(ov["batches"])] or None,
@@ -149,7 +159,7 @@ def build_admin_tab(service: Service, lang: gr.State) -> AdminTab:
         return {gen_md: t("generated", lg, count=n)}
 
     private = {"api_visibility": "private"}
-    admin_outputs = [totals_md, overview_table, round_md, rounds_table, quality_table, users_table]
+    admin_outputs = [totals_md, overview_table, round_md, rounds_table, floor_md, quality_table, users_table]
     refresh.click(on_admin, [lang], admin_outputs, **private)
     tab.select(on_admin, [lang], admin_outputs, **private)
     export_btn.click(on_export, [lang, combine], [export_md, export_files], **private)

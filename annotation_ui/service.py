@@ -229,7 +229,8 @@ class Service:
             raise StoreError(f"combine must be 'all' or 'majority', got {combine!r}")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(self.cfg.export_dir) / f"export-{stamp}-{combine}-{uuid.uuid4().hex[:6]}"
-        counts = export(self.store, out, combine, user_id=admin.id)
+        floor = self.cfg.agreement_floor if self.cfg.leave_out_below_floor else None
+        counts = export(self.store, out, combine, user_id=admin.id, floor=floor)
         return out, counts
 
     def generate_tasks(self, name: str | None, prompts_path: str, model: str, k: int, max_new_tokens: int) -> int:

@@ -429,7 +429,7 @@ class Store:
             labelled = dict(s.execute(select(Task.batch, func.count(func.distinct(Label.task_id)))
                                       .join(Label, Label.task_id == Task.id).group_by(Task.batch)).all())
             batches = [{"batch": b, "tasks": n, "labelled": labelled.get(b, 0), "priority_max": hi, "priority_min": lo,
-                        "created": first}
+                        "created": first.isoformat(timespec="seconds")}
                        for b, n, hi, lo, first in s.execute(
                            select(Task.batch, func.count(), func.max(Task.priority), func.min(Task.priority),
                                   func.min(Task.created_at)).where(Task.batch.is_not(None), Task.gold_ranks.is_(None))

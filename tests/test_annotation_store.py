@@ -162,7 +162,7 @@ def test_export_expands_rankings_into_pairs_the_reward_model_reads(store, tmp_pa
     summary = {(p["chosen"][0]["content"][-1], p["rejected"][0]["content"][-1]): p["agreement"] for p in majority}
     assert summary == {("0", "1"): 2 / 3, ("0", "2"): 1.0, ("1", "2"): 2 / 3}
     counts = export(store, tmp_path / "out", "all")
-    assert counts == {"pairs": 8, "rankings": 3}
+    assert counts == {"pairs": 8, "rankings": 3, "left_out": {}, "left_out_labels": 0}
     groups = read_preferences(str(tmp_path / "out/pairs.jsonl"))
     assert len(groups) == 8 and groups[0].prompt == [{"role": "user", "content": "question 1"}]
     assert len(read_preferences(str(tmp_path / "out/rankings.jsonl"))) == 3
@@ -246,6 +246,51 @@ def test_the_overview_shows_each_round_with_its_budget_and_progress(store):
     store.submit(user, h.task_id, [1, 2, 3], "r1")
     rounds = [(b["batch"], b["tasks"], b["labelled"], b["priority_max"], b["priority_min"]) for b in store.overview()["batches"]]
     assert rounds == [("round-1", 2, 0, 0.0, 0.0), ("round-2", 3, 1, 0.8, 0.1)]  # the most uncertain went first
+
+
+def test_annotators_under_the_agreement_floor_are_flagged_and_can_be_left_out(tmp_path):
+    """Simulated annotators of known noise: two careful ones, one who swaps the top two 1 time in
+    10, one who ranks at random. Only the random one falls under a 0.75 floor."""
+    import random
+
+    from annotation_ui.quality import below_floor, store_report
+
+    store = Store(str(tmp_path / "labels.db"))
+    rng = random.Random(0)
+    truth = [1, 2, 3]
+    noise = {"careful1": 0.0, "careful2": 0.0, "mostly": 0.1, "sloppy": 1.0}
+    users = {name: store.add_user(name, "password123") for name in noise}
+    store.add_tasks([task(i) for i in range(30)])
+    store.add_tasks([{**task(100 + i), "gold_ranks": truth} for i in range(10)])
+    for name, p in noise.items():  # through the hand-outs, as the app does: gold first (rate 1), then the rest
+        while (h := store.next_task(users[name], overlap=4, gold_rate=1.0)) is not None:
+            if rng.random() < p:
+                ranks = rng.sample(truth, 3) if p == 1.0 else [2, 1, 3]
+            else:
+                ranks = truth
+            store.submit(users[name], h.task_id, ranks, f"{name}-{h.task_id}")
+    low = below_floor(store_report(store), 0.75)
+    assert list(low["annotators"]) == ["sloppy"]
+    assert any("gold accuracy" in r for r in low["annotators"]["sloppy"])
+    counts = export(store, tmp_path / "out", "all", floor=0.75)
+    assert list(counts["left_out"]) == ["sloppy"] and counts["left_out_labels"] == 30
+    assert counts["rankings"] == 3 * 30
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rankings.jsonl").read_text().splitlines()]
+    assert {r["annotator"] for r in rows} == {"careful1", "careful2", "mostly"}
+    assert export(store, tmp_path / "all", "all")["rankings"] == 4 * 30  # no floor: everyone
+
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cli = [sys.executable, "-m", "annotation_ui", "--db", str(tmp_path / "labels.db"), "export"]
+    proc = subprocess.run([*cli, str(tmp_path / "cli"), "--floor", "0.75"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and "left out sloppy (under the floor 0.75: gold accuracy" in proc.stdout
+    assert "left out 30 rankings by 1 annotator(s)" in proc.stdout
+    proc = subprocess.run([*cli, str(tmp_path / "bad"), "--floor", "2"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --floor must lie in (0, 1], got 2"
+    assert not (tmp_path / "bad").exists()
 
 
 def test_priority_in_task_files_is_checked(tmp_path):
