@@ -261,24 +261,38 @@ def clean(groups: list[PreferenceGroup], report: HygieneReport) -> list[Preferen
     return kept
 
 
-def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int):
-    """Held-out prompts are never trained on: every group of a prompt goes to the same side."""
+def split_by_prompt(groups: list[PreferenceGroup], val_fraction: float, seed: int, method: str = "shuffle"):
+    """Held-out prompts are never trained on: every group of a prompt goes to the same side.
+
+    `shuffle`: a seeded draw of val_fraction of the distinct prompts (the exact share). `hash`: a
+    prompt is held out when the hash of (seed, prompt) falls under val_fraction — about the share,
+    and stable as data grows: a prompt keeps its side in every later round of labels (the closed
+    loop's reward models are validated on the same prompts round after round)."""
     keys = [_key(g.prompt) for g in groups]
     prompts = sorted(set(keys))
-    _, val_idx = split_indices(len(prompts), val_fraction, seed)
-    held_out = {prompts[i] for i in val_idx}
+    if method == "hash":
+        def unit(key: str) -> float:
+            return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64
+
+        held_out = {p for p in prompts if unit(p) < val_fraction}
+    elif method == "shuffle":
+        _, val_idx = split_indices(len(prompts), val_fraction, seed)
+        held_out = {prompts[i] for i in val_idx}
+    else:
+        raise ValueError(f"val_split must be 'shuffle' or 'hash', got {method!r}")
     train = [g for g, k in zip(groups, keys) if k not in held_out]
     val = [g for g, k in zip(groups, keys) if k in held_out]
     return train, val
 
 
 def prepare_groups(sources: list[PreferenceSource], val_fraction: float, seed: int,
-                   max_train_groups: int | None = None) -> tuple[list[PreferenceGroup], list[PreferenceGroup], HygieneReport]:
+                   max_train_groups: int | None = None,
+                   val_split: str = "shuffle") -> tuple[list[PreferenceGroup], list[PreferenceGroup], HygieneReport]:
     """Read, clean, split by prompt and mix by weight → (train, validation, report); raises DataError
     (file:line) before anything is written. The reward model and DPO train on the same sets."""
     report = HygieneReport()
     groups = clean(read_sources(sources, report), report)
-    train, val = split_by_prompt(groups, val_fraction, seed)
+    train, val = split_by_prompt(groups, val_fraction, seed, val_split)
     report.add("validation split (by prompt)", len(groups), len(train))
     mixed = mix_by_weight(train, [src.weight for src in sources], random.Random(seed))
     report.add("weighted mix", len(train), len(mixed))

@@ -20,6 +20,10 @@ class RMStageConfig(TrainingOptions):
     # --- data
     data: list[PreferenceSource] = param([], help="preference sources with weights")
     val_fraction: float = param(0.1, help="share of prompts held out for validation (split by prompt)")
+    val_split: Literal["shuffle", "hash"] = param(
+        "shuffle", help="shuffle = a seeded draw of exactly val_fraction of the prompts; hash = each prompt by the hash "
+        "of (seed, prompt): stable as labels are added (the closed loop's rounds validate on the same prompts)"
+    )
     max_train_groups: int | None = param(None, help="cap on training groups after mixing (None = all)")
     max_length: int = param(512, help="tokens per prompt+response; longer ones lose their beginning")
 
@@ -39,7 +43,9 @@ class RMStageConfig(TrainingOptions):
         "group = each ranking's pairs averaged first (InstructGPT). Equal on pairs-only data such as HH",
     )
     freeze_layers: int = param(0, help="full fine-tuning: freeze the embeddings and this many lowest layers")
-    head_init: Literal["normal", "zero"] = param("normal", help="score head: small random or zero weights")
+    head_init: Literal["normal", "zero"] = param(
+        "normal", help="score head: small random or zero weights (not when `model` is a reward model: a warm start "
+        "keeps its head)")
 
     def __post_init__(self):
         super().__post_init__()

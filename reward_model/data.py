@@ -38,7 +38,7 @@ def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: st
 def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
     """Read, clean, split by prompt and mix (`common.preferences.prepare_groups`), then tokenize;
     raises DataError (file:line) before any output exists."""
-    mixed, val, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups)
+    mixed, val, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
     return PreparedPreferences(
         tokenize(mixed, tokenizer, cfg.max_length, "tokenizing train"),
         tokenize(val, tokenizer, cfg.max_length, "tokenizing validation") if val else None,

@@ -20,12 +20,27 @@ from reward_model.losses import bradley_terry_loss, plackett_luce_loss, rank_gap
 from reward_model.metrics import preference_metrics
 
 
+def warm_start(spec: str) -> bool:
+    """`model` names a trained reward model (its folder has reward_config.json): training continues
+    from it, head included (the closed loop's next round)."""
+    from pathlib import Path
+
+    from common.models import resolve_model
+    from common.reward import REWARD_CONFIG
+
+    try:
+        return (Path(resolve_model(spec)) / REWARD_CONFIG).is_file()
+    except Exception:  # noqa: BLE001 — not a local folder: a backbone spec
+        return False
+
+
 def build_model(cfg: RMStageConfig):
-    """Backbone + 1-output head; LoRA-wrapped or with its lowest layers frozen, per cfg."""
+    """Backbone + 1-output head; LoRA-wrapped or with its lowest layers frozen, per cfg. From a
+    reward-model folder, its trained head is kept (warm start)."""
     model, tokenizer = load_model_and_tokenizer(cfg.model, model_class=AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     head = getattr(model, "score", None) or model.classifier
-    if cfg.head_init == "zero":
+    if cfg.head_init == "zero" and not warm_start(cfg.model):
         torch.nn.init.zeros_(head.weight)
     if cfg.finetune == "lora":
         from peft import get_peft_model

@@ -159,3 +159,36 @@ def test_evaluate_skips_and_counts_dialogues_that_diverge_early_like_training(ti
     one_by_one = evaluate(str(tiny_reward_model), str(data), batch_size=1)
     assert figures["accuracy"] == one_by_one["accuracy"]
     assert figures["mean_margin"] == pytest.approx(one_by_one["mean_margin"], abs=1e-5)
+
+
+def test_a_reward_model_folder_as_the_model_is_a_warm_start_keeping_its_head(tiny_reward_model):
+    from common.config import parse_args
+    from reward_model.config import RMStageConfig
+    from reward_model.trainer import build_model, warm_start
+
+    cfg = parse_args(RMStageConfig, ["--config", str(REPO / "configs/reward_model/tiny.yaml"), "--model",
+                                     str(tiny_reward_model), "--head_init", "zero", "--finetune", "full"])
+    assert warm_start(str(tiny_reward_model)) and not warm_start("tiny-random")
+    model, _ = build_model(cfg)
+    saved, _ = load_model_and_tokenizer(str(tiny_reward_model), model_class=AutoModelForSequenceClassification,
+                                        num_labels=1)
+    assert torch.count_nonzero(model.score.weight) > 0  # head_init zero does not wipe a trained head
+    assert torch.equal(model.score.weight, saved.score.weight)
+
+
+def test_the_hash_split_keeps_every_prompt_on_its_side_as_labels_are_added():
+    from common.preferences import PreferenceGroup, split_by_prompt
+
+    def groups(n):
+        return [PreferenceGroup([{"role": "user", "content": f"prompt {i}"}], ["a", "b"], [1, 2]) for i in range(n)]
+
+    def held(gs, method):
+        return {g.prompt[0]["content"] for g in split_by_prompt(gs, 0.2, seed=7, method=method)[1]}
+
+    round1, round2 = held(groups(200), "hash"), held(groups(400), "hash")
+    assert round1 == {p for p in round2 if int(p.split()[1]) < 200}  # round 1's prompts keep their side
+    assert 0.12 < len(round2) / 400 < 0.28  # about the share
+    shuffled = held(groups(200), "shuffle"), held(groups(400), "shuffle")
+    assert shuffled[0] != {p for p in shuffled[1] if int(p.split()[1]) < 200}  # why the loop needs hash
+    with pytest.raises(ValueError, match="val_split must be"):
+        split_by_prompt(groups(4), 0.2, 0, "random")
