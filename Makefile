@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan loop dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -123,6 +123,13 @@ GPU_MEMORY ?=
 plan: $(VENV)/.installed
 	$(PYTHON) -m common.plan --config $(or $(CONFIG),configs/ppo/default.yaml) --nnodes $(NNODES) --nproc $(NPROC) \
 		$(if $(GPU_MEMORY),--gpu_memory $(GPU_MEMORY)) $(DS_ARG) $(ARGS)
+
+# One round of the closed loop (docs/loop.md): ROUND=0 chooses round 1's tasks; ROUND=n ≥ 1 trains on
+# rounds 1..n's labels (reward model, PPO), evaluates new vs previous, and chooses round n+1's tasks
+ROUND ?=
+loop: $(VENV)/.installed
+	@test -n "$(ROUND)" || { echo "make loop needs ROUND=n (0 = choose the first round's tasks)"; exit 2; }
+	$(PYTHON) -m loop --config $(or $(CONFIG),configs/loop/default.yaml) --round $(ROUND) $(ARGS)
 
 # Every run under runs/ in trackio's dashboard on http://127.0.0.1:7870 (docs/tracking.md):
 #   make dashboard ARGS="--port 7871 --no_browser"
