@@ -25,7 +25,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan loop dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan loop dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -163,6 +163,10 @@ bench-plan: $(VENV)/.installed
 # PPO vs GRPO vs RLOO on the default setup at the same number of sampled replies (≈ 45 min)
 bench-estimators: $(VENV)/.installed
 	$(PYTHON) bench/estimators.py $(ARGS)
+
+# Choosing what to label: random vs margin vs ensemble on HH with a simulated annotator (docs/loop.md)
+bench-active-labels: $(VENV)/.installed
+	$(PYTHON) bench/active_labels.py --png docs/active_labels.png $(ARGS)
 
 clean-runs:
 	rm -rf runs

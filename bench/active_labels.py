@@ -19,7 +19,7 @@ after each round, held-out pair accuracy of the mean ensemble. Repeated over `--
 (different seed sets, bootstraps and draws); reported: accuracy against labels with 95% t
 intervals over seeds, and the area under each curve minus random's, paired by seed.
 
-    .venv/bin/python bench/active_labels.py                      # ≈ 5 min on 2 cores (features ≈ 3 of them)
+    .venv/bin/python bench/active_labels.py                      # features once (≈ 10 min on 2 cores), then ≈ 3 min
     .venv/bin/python bench/active_labels.py --seeds 10 --rounds 12 --png docs/active_labels.png
 """
 
@@ -146,7 +146,7 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--seed_labels", type=int, default=40)
     ap.add_argument("--per_round", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=10)
