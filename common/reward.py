@@ -93,3 +93,14 @@ def load_reward_scorer(spec: str, device: str | torch.device | None = None) -> R
     if device is not None:
         model.to(device)
     return RewardScorer(model, tokenizer, meta["max_length"], meta.get("reward_mean", 0.0), meta.get("reward_std", 1.0))
+
+
+def ranking_uncertainty(scorers: Sequence[RewardScorer], prompt: str | list[Message], replies: Sequence[str],
+                        strategy: str = "margin") -> tuple[torch.Tensor, float]:
+    """How sure the reward model(s) are about ranking K candidate `replies` to `prompt`:
+    ((M, K) rewards — one row per scorer, an ensemble's members —, the uncertainty in [0, 1] of
+    `common.acquisition`: `margin` (one model or the mean of several) or `ensemble` (≥ 2))."""
+    from common.acquisition import uncertainty
+
+    scores = torch.stack([s([prompt] * len(replies), list(replies)) for s in scorers])  # (M, K)
+    return scores, uncertainty(scores.numpy(), strategy)

@@ -121,10 +121,27 @@ def choose_tasks(cfg: LoopConfig, n: int, folder: Path, policy: str, reward_mode
                                    "--seed", str(cfg.seed + n)])
 
 
+def check_inputs(cfg: LoopConfig, policy: str, rm: str) -> None:
+    """Everything that can be wrong before a round writes anything: one line each."""
+    from annotation_ui.tasks import check_selection
+    from common.data import read_jsonl
+    from common.models import resolve_model
+
+    try:
+        resolve_model(policy)
+    except Exception as err:  # noqa: BLE001 — one line naming the spec
+        raise DataError(f"policy {policy}: {str(err).splitlines()[0]}") from None
+    prompts = 0
+    for path in cfg.prompts:
+        prompts += sum(1 for _ in read_jsonl(path))
+    check_selection(cfg.select, cfg.budget, [rm], prompts, " + ".join(cfg.prompts))
+
+
 def run_round(cfg: LoopConfig) -> Path:
     n = cfg.round
     folder = round_dir(cfg, n)
     policy, rm = previous(cfg, n)  # before anything is written: round n−1 must be complete
+    check_inputs(cfg, policy, rm)
     folder.mkdir(parents=True, exist_ok=True)
     if n == 0:
         if not done(folder, "tasks"):

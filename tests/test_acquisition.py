@@ -82,3 +82,15 @@ def test_random_is_seeded_and_budget_beyond_the_pool_is_an_error():
         select(pool, "margin", 21)
     with pytest.raises(ValueError, match="budget must be ≥ 1"):
         select(pool, "margin", 0)
+
+
+def test_a_reward_model_says_how_sure_it_is_of_a_ranking(tiny_reward_model):
+    from common.reward import load_reward_scorer, ranking_uncertainty
+
+    scorer = load_reward_scorer(str(tiny_reward_model))
+    replies = ["Sure, here is how.", "No.", "Sure, here is how."]
+    scores, u = ranking_uncertainty([scorer], "How do I boil an egg?", replies)
+    assert scores.shape == (1, 3) and scores[0, 0] == pytest.approx(scores[0, 2].item())
+    assert u == pytest.approx(1.0)  # two identical replies: the ranking of that pair is a coin toss
+    _, disagreement = ranking_uncertainty([scorer, scorer], "How do I boil an egg?", replies, "ensemble")
+    assert disagreement == pytest.approx(0.0, abs=1e-9)  # one model twice agrees with itself

@@ -96,3 +96,25 @@ def test_two_rounds_of_the_closed_loop(tiny_model_dir, tiny_reward_model, tmp_pa
     proc = loop(base, 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len([t for t in Store(db).tasks() if t.batch == "round-3"]) == 4  # not chosen twice
+
+
+def test_a_round_with_bad_inputs_is_one_line_and_writes_nothing(tiny_model_dir, tiny_reward_model, tmp_path):
+    db = str(tmp_path / "labels.db")
+    seed(db, ["alice"], [], [])
+    base = ["--config", "configs/loop/tiny.yaml", "--root", str(tmp_path / "loop"), "--db", db,
+            "--policy", str(tiny_model_dir), "--reward_model", str(tiny_reward_model)]
+    cases = {
+        "larger than the candidate pool": ["--budget", "13"],  # general + code: 12 prompts
+        "not a reward model": ["--reward_model", str(tiny_model_dir)],
+        "policy /nonexistent/model": ["--policy", "/nonexistent/model"],
+        "prompts: data/prompts/missing.jsonl not found": ["--prompts", "[data/prompts/missing.jsonl]"],
+        "round must be given": [],
+    }
+    for message, extra in cases.items():
+        argv = [sys.executable, "-m", "loop", *base, *extra] + ([] if message == "round must be given" else ["--round", "0"])
+        proc = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, (message, proc.stderr[-2000:])
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "loop").exists() and Store(db).tasks() == []
+    proc = loop(base, 2)  # round 1 never ran
+    assert proc.returncode == 2 and "run `make loop ROUND=1` first" in proc.stderr
