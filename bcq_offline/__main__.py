@@ -25,6 +25,7 @@ from common.cli import run_stage
 from common.config import parse_args, to_dict
 from common.data import DataError, batch_for_step
 from common.engines import check_processes, ds_config
+from common.memory import release_memory
 from common.models import load_model_and_tokenizer, save_model_folder
 from common.plan import preflight
 from common.precision import autocast, resolve_precision
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
             meta = {"base": g_spec, "q_trunk": cfg.q_trunk, "q_head": cfg.q_head, "tau": cfg.tau, "lora": lora}
             save_bcq(trainer.model, trainer.tokenizer, meta, final)
     distributed.barrier()
+    trainer = online = None  # the trained copy (its optimizer and target network too) goes before the saved one loads
+    release_memory()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process
         with autocast(cfg.precision, distributed.device()):

@@ -68,7 +68,14 @@ def plan(cfg: BCQStageConfig, setup: Setup) -> Plan:
             note="online Q with gradients; target Q and G's constraint without"),
     ]
     w = decode_bytes(setup)
-    p.phases["evaluation"] = [Row("KV cache", kv_cache=kv_cache_bytes(arch, cfg.eval_batch_size,
-                                                                      cfg.max_prompt_tokens + cfg.max_new_tokens, w),
-                                  note=f"{cfg.eval_batch_size} prompts decoded together")]
+    # the final evaluation frees the trained copy and loads the saved model (G and Q: the resident
+    # rows stand for it); the reward model, loaded at the start, is read only now
+    evaluation = [Row("KV cache", kv_cache=kv_cache_bytes(arch, cfg.eval_batch_size,
+                                                          cfg.max_prompt_tokens + cfg.max_new_tokens, w),
+                      note=f"{cfg.eval_batch_size} prompts decoded together")]
+    if cfg.reward_model:
+        rm = resolve_arch(cfg.reward_model, "reward_model")
+        evaluation.append(Row("reward model (judge)", rm.classifier_params, weights=4 * rm.classifier_params,
+                              note="fp32, scores the held-out replies"))
+    p.phases["evaluation"] = evaluation
     return p
