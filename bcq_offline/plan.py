@@ -51,22 +51,34 @@ def plan(cfg: BCQStageConfig, setup: Setup) -> Plan:
     q = model_states("Q head" + (" + LoRA trunk" if cfg.q_trunk == "separate" else ""), trainable, trainable, setup)
     q.weights = 4 * trainable  # the head (and adapters) are fp32 tensors of their own
     rows += [q, Row("target network", trainable, weights=4 * trainable, note="a copy of the trainable tensors")]
+    cached = False
     if cfg.cache_states and cfg.q_trunk == "shared" and setup.zero != 3:
         records = min(cfg.steps * cfg.batch_size, _records(cfg))
         size = records * (cfg.max_response_tokens + 1) * arch.hidden * 4
         if size <= cfg.cache_max_gb * 1e9:  # the trainer's own rule (GB of 10⁹)
+            cached = True
             rows.append(Row("state cache", activations=size, note=f"{records} records × {cfg.max_response_tokens + 1} "
                             "positions × hidden, fp32"))
     p = Plan("bcq", setup, rows)
     tokens = cfg.max_prompt_tokens + cfg.max_response_tokens
     positions = cfg.max_response_tokens + 1
-    p.phases["update"] = [
-        Row("trunk", activations=activation_bytes(arch, cfg.batch_size, tokens, first, setup),
-            note=f"{cfg.batch_size} responses × {tokens} tok"),
-        Row("Q and G logits", activations=logits_bytes(arch, cfg.batch_size, positions, setup)
-            + 2 * logits_bytes(arch, cfg.batch_size, positions, setup, grad=False),
-            note="online Q with gradients; target Q and G's constraint without"),
-    ]
+    if cached:
+        # the states are cached 2·batch_size records at a time, each with G's log-probabilities over
+        # the vocabulary (no gradients) and the allowed-token mask (a byte an element); the updates
+        # then evaluate Q only at the taken and the allowed tokens: no vocabulary-wide logits
+        b = 2 * cfg.batch_size
+        p.phases["cache states"] = [Row("G's log-probs", activations=logits_bytes(arch, b, positions, setup, grad=False)
+                                        + b * positions * arch.vocab, note=f"{b} records at a time, no gradients")]
+        p.phases["update"] = [Row("cached states", activations=cfg.batch_size * positions * arch.hidden * 4 * 3,
+                                  note="Q over the taken and allowed tokens only")]
+    else:
+        p.phases["update"] = [
+            Row("trunk", activations=activation_bytes(arch, cfg.batch_size, tokens, first, setup),
+                note=f"{cfg.batch_size} responses × {tokens} tok"),
+            Row("Q and G logits", activations=logits_bytes(arch, cfg.batch_size, positions, setup)
+                + 2 * logits_bytes(arch, cfg.batch_size, positions, setup, grad=False),
+                note="online Q with gradients; target Q and G's constraint without"),
+        ]
     w = decode_bytes(setup)
     # the final evaluation frees the trained copy and loads the saved model (G and Q: the resident
     # rows stand for it); the reward model, loaded at the start, is read only now
@@ -77,5 +89,8 @@ def plan(cfg: BCQStageConfig, setup: Setup) -> Plan:
         rm = resolve_arch(cfg.reward_model, "reward_model")
         evaluation.append(Row("reward model (judge)", rm.classifier_params, weights=4 * rm.classifier_params,
                               note="fp32, scores the held-out replies"))
+    evaluation.append(  # the evaluation runs after the trained copy is gone (on every rank)
+Row("freed: Q's gradients, optimizer, target", weights=-4 * trainable, grads=-q.grads,
+                              optimizer=-q.optimizer, note="the saved model reloads without them"))
     p.phases["evaluation"] = evaluation
     return p
