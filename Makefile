@@ -20,6 +20,8 @@ export TOKENIZERS_PARALLELISM ?= false
 
 DS_ARG := $(if $(DS),--deepspeed configs/deepspeed/$(DS).json)
 DISTRIBUTED := $(filter-out 1,$(NPROC) $(NNODES))$(HOSTFILE)
+# $(call model_of,<stage>): the default run's model folder (common/pipeline.py names it), read when a recipe runs
+model_of = $(shell $(PYTHON) -m common.pipeline model $(1))
 # $(call launch,<module>,<default recipe>)
 launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
@@ -64,7 +66,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 default-model: $(VENV)/.installed
-	$(PYTHON) -m common.default_model
+	$(PYTHON) -m tools.default_model
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q
@@ -84,8 +86,8 @@ rm: $(VENV)/.installed
 # policy against the SFT model on the held-out prompts (configs/evaluation/default.yaml).
 ppo: $(VENV)/.installed
 ifeq ($(CONFIG),)
-	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
-	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+	@test -d $(call model_of,sft) || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+	@test -d $(call model_of,reward_model) || $(MAKE) --no-print-directory rm CONFIG= ARGS=
 endif
 	$(call launch,ppo,configs/ppo/default.yaml)
 ifeq ($(CONFIG),)
@@ -101,19 +103,19 @@ eval: $(VENV)/.installed
 # evaluating the DPO policy against it on the held-out prompts (judged by the default reward model).
 dpo: $(VENV)/.installed
 ifeq ($(CONFIG),)
-	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+	@test -d $(call model_of,sft) || $(MAKE) --no-print-directory sft CONFIG= ARGS=
 endif
 	$(call launch,dpo,configs/dpo/default.yaml)
 ifeq ($(CONFIG),)
-	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+	@test -d $(call model_of,reward_model) || $(MAKE) --no-print-directory rm CONFIG= ARGS=
 	@$(MAKE) --no-print-directory eval CONFIG=configs/evaluation/dpo-vs-sft.yaml ARGS= DS=
 endif
 
 # Offline BCQ: the default recipe also stands on the default SFT and reward models.
 bcq: $(VENV)/.installed
 ifeq ($(CONFIG),)
-	@test -d runs/sft/default/model || $(MAKE) --no-print-directory sft CONFIG= ARGS=
-	@test -d runs/reward_model/default/model || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+	@test -d $(call model_of,sft) || $(MAKE) --no-print-directory sft CONFIG= ARGS=
+	@test -d $(call model_of,reward_model) || $(MAKE) --no-print-directory rm CONFIG= ARGS=
 endif
 	$(call launch,bcq_offline,configs/bcq_offline/default.yaml)
 
@@ -121,7 +123,7 @@ endif
 # and what would fit when it does not: make plan CONFIG=configs/ppo/cluster-qwen3-8b.yaml NNODES=2 NPROC=8 GPU_MEMORY=80
 GPU_MEMORY ?=
 plan: $(VENV)/.installed
-	$(PYTHON) -m common.plan --config $(or $(CONFIG),configs/ppo/default.yaml) --nnodes $(NNODES) --nproc $(NPROC) \
+	$(PYTHON) -m tools.plan --config $(or $(CONFIG),configs/ppo/default.yaml) --nnodes $(NNODES) --nproc $(NPROC) \
 		$(if $(GPU_MEMORY),--gpu_memory $(GPU_MEMORY)) $(DS_ARG) $(ARGS)
 
 # One round of the closed loop (docs/loop.md): ROUND=0 chooses round 1's tasks; ROUND=n ≥ 1 trains on
@@ -134,7 +136,7 @@ loop: $(VENV)/.installed
 # Every run under runs/ in trackio's dashboard on http://127.0.0.1:7870 (docs/tracking.md):
 #   make dashboard ARGS="--port 7871 --no_browser"
 dashboard: $(VENV)/.installed
-	$(PYTHON) -m common.dashboard $(ARGS)
+	$(PYTHON) -m tools.dashboard $(ARGS)
 
 # The labelling app (Gradio) on http://127.0.0.1:7860; add users first:
 #   ANNOTATION_PASSWORD=… .venv/bin/python -m annotation_ui users add NAME --role admin

@@ -23,15 +23,16 @@ import getpass
 import os
 import sys
 
-from common.cli import run_stage
+from common.pipeline import default_model
+from common.stage import run_stage
 
 DEFAULT_DB = "runs/annotation/labels.db"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation_ui", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default=None, help=f"SQLite file or database URL (postgresql+psycopg://…); default {DEFAULT_DB}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m annotation_ui", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", default=None, help=f"SQLite file or database URL (postgresql+psycopg://…); default {DEFAULT_DB}")
+    sub = ap.add_subparsers(dest="command", required=True)
     users = sub.add_parser("users").add_subparsers(dest="action", required=True)
     add = users.add_parser("add")
     add.add_argument("name")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--batch", default=None, help="name this import (e.g. round-2); the export can pick it")
     gen = sub.add_parser("generate")
     gen.add_argument("prompts")
-    gen.add_argument("--model", default="runs/sft/default/model", help="model spec: SFT output, default, a folder")
+    gen.add_argument("--model", default=default_model("sft"), help="model spec: SFT output, default, a folder")
     gen.add_argument("--k", type=int, default=4)
     gen.add_argument("--max_new_tokens", type=int, default=128)
     gen.add_argument("--limit", type=int, default=None)
@@ -65,69 +66,87 @@ def main(argv: list[str] | None = None) -> None:
                      help="leave out annotators whose gold accuracy or agreement with the majority is under this "
                      "(e.g. 0.75); the counts are printed")
     sub.add_parser("serve", help="start the labelling app", add_help=False)
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "serve":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return ap
 
-    if args.command == "serve":
-        from annotation_ui.app import serve as start
-        from annotation_ui.config import AnnotationConfig
-        from common.config import parse_args
 
-        if "--config" not in rest:
-            rest = ["--config", "configs/annotation/default.yaml", *rest]
-        if args.db:
-            rest += ["--db", args.db]
-        cfg = parse_args(AnnotationConfig, rest, prog="python -m annotation_ui serve")
-        if "://" not in cfg.db:
-            os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
-        print(f"annotation app on http://{cfg.host}:{cfg.port}{cfg.root_path}  (database: {cfg.db})", flush=True)
-        start(cfg)
-        return
-    args.db = args.db or DEFAULT_DB
+def serve(db: str | None, rest: list[str]) -> None:
+    from annotation_ui.app import serve as start
+    from annotation_ui.config import AnnotationConfig
+    from common.config import parse_args
 
-    from annotation_ui.store import Store
+    if "--config" not in rest:
+        rest = ["--config", "configs/annotation/default.yaml", *rest]
+    if db:
+        rest += ["--db", db]
+    cfg = parse_args(AnnotationConfig, rest, prog="python -m annotation_ui serve")
+    if "://" not in cfg.db:
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
+    print(f"annotation app on http://{cfg.host}:{cfg.port}{cfg.root_path}  (database: {cfg.db})", flush=True)
+    start(cfg)
+
+
+def users(store, args) -> None:
+    if args.action == "add":
+        password = os.environ.get("ANNOTATION_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
+        store.add_user(args.name, password, args.role)
+        print(f"added {args.role} {args.name}")
+    elif args.action == "list":
+        for u in store.users():
+            print(f"{u.name:20} {u.role:10} {'active' if u.active else 'disabled'}")
+    else:
+        store.set_active(args.name, args.action == "enable")
+        print(f"{args.action}d {args.name}")
+
+
+def import_tasks(store, args) -> None:
+    from annotation_ui.tasks import read_tasks
+
+    tasks, skipped = read_tasks(args.file, args.format, args.limit)
+    ids = store.add_tasks(tasks, args.batch)
+    print(f"imported {len(ids)} tasks from {args.file}" + (f" ({skipped} unpaired HH rows skipped)" if skipped else ""))
+
+
+def generate(store, args) -> None:
+    from annotation_ui.tasks import generate_tasks
+
+    tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, seed=args.seed, limit=args.limit,
+                           budget=args.budget, reward_models=args.reward_model, strategy=args.select)
+    ids = store.add_tasks(tasks, args.batch)
+    chosen = f", the {len(ids)} chosen by {args.select}" if args.select else ""
+    print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}{chosen}")
+
+
+def export(store, args) -> None:
+    from annotation_ui.export import export as write_export
     from common.data import DataError
 
-    if "://" not in args.db:
-        os.makedirs(os.path.dirname(os.path.abspath(args.db)), exist_ok=True)
-    store = Store(args.db)
-    if args.command == "users":
-        if args.action == "add":
-            password = os.environ.get("ANNOTATION_PASSWORD") or getpass.getpass(f"password for {args.name}: ")
-            store.add_user(args.name, password, args.role)
-            print(f"added {args.role} {args.name}")
-        elif args.action == "list":
-            for u in store.users():
-                print(f"{u.name:20} {u.role:10} {'active' if u.active else 'disabled'}")
-        else:
-            store.set_active(args.name, args.action == "enable")
-            print(f"{args.action}d {args.name}")
-    elif args.command == "import":
-        from annotation_ui.tasks import read_tasks
+    if args.floor is not None and not 0 < args.floor <= 1:
+        raise DataError(f"--floor must lie in (0, 1], got {args.floor:g}")
+    counts = write_export(store, args.out_dir, args.combine, batch=args.batch, floor=args.floor)
+    print(f"exported {counts['pairs']} pairs and {counts['rankings']} rankings to {args.out_dir}")
+    for name, reasons in counts["left_out"].items():
+        print(f"left out {name} (under the floor {args.floor:g}: {'; '.join(reasons)})")
+    if counts["left_out"]:
+        print(f"left out {counts['left_out_labels']} rankings by {len(counts['left_out'])} annotator(s)")
 
-        tasks, skipped = read_tasks(args.file, args.format, args.limit)
-        ids = store.add_tasks(tasks, args.batch)
-        print(f"imported {len(ids)} tasks from {args.file}" + (f" ({skipped} unpaired HH rows skipped)" if skipped else ""))
-    elif args.command == "generate":
-        from annotation_ui.tasks import generate_tasks
 
-        tasks = generate_tasks(args.model, args.prompts, args.k, args.max_new_tokens, seed=args.seed, limit=args.limit,
-                               budget=args.budget, reward_models=args.reward_model, strategy=args.select)
-        ids = store.add_tasks(tasks, args.batch)
-        chosen = f", the {len(ids)} chosen by {args.select}" if args.select else ""
-        print(f"generated {len(ids)} tasks ({args.k} candidates each) from {args.prompts} with {args.model}{chosen}")
-    elif args.command == "export":
-        from annotation_ui.export import export
+COMMANDS = {"users": users, "import": import_tasks, "generate": generate, "export": export}
 
-        if args.floor is not None and not 0 < args.floor <= 1:
-            raise DataError(f"--floor must lie in (0, 1], got {args.floor:g}")
-        counts = export(store, args.out_dir, args.combine, batch=args.batch, floor=args.floor)
-        print(f"exported {counts['pairs']} pairs and {counts['rankings']} rankings to {args.out_dir}")
-        for name, reasons in counts["left_out"].items():
-            print(f"left out {name} (under the floor {args.floor:g}: {'; '.join(reasons)})")
-        if counts["left_out"]:
-            print(f"left out {counts['left_out_labels']} rankings by {len(counts['left_out'])} annotator(s)")
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser()
+    args, rest = ap.parse_known_args(argv)
+    if args.command == "serve":
+        serve(args.db, rest)
+        return
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    from annotation_ui.store import Store
+
+    db = args.db or DEFAULT_DB
+    if "://" not in db:
+        os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
+    COMMANDS[args.command](Store(db), args)
 
 
 if __name__ == "__main__":

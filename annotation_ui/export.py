@@ -1,4 +1,4 @@
-"""Export labels as preference data in the shapes `common.preferences` reads (and the reward
+"""Export labels as preference data in the shapes `common.data.preferences` reads (and the reward
 model trains on):
 
 - `pairs.jsonl` (+ a `datasets` folder `pairs/`): conversational `{prompt: [messages],

@@ -1,10 +1,10 @@
-"""Annotation quality for the admin tab: the agreement figures of `common.agreement` over a store's labels."""
+"""Annotation quality for the admin tab: the agreement figures of `annotation_ui.agreement` over a store's labels."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from common.agreement import gold_accuracy, quality_report
+from annotation_ui.agreement import gold_accuracy, quality_report
 
 
 def store_report(store) -> dict:

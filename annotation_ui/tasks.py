@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from common.data import DataError, check_messages
-from common.preferences import convert_rows, read_rows, row_to_group
+from common.data.preferences import convert_rows, read_rows, row_to_group
 
 MAX_CHARS = 20_000  # per prompt message or response: longer text is refused, not truncated
 MAX_RESPONSES = 8  # K per task; the page shows responses A–H
@@ -89,15 +89,15 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
 
     Prompt rows: `{"prompt": str | [messages], "domain"?: str}`. Empty samples are drawn again
     (up to 3 times); a prompt that still lacks K non-empty candidates is an error naming its line.
-    With `strategy` (common/acquisition.py: random, margin, ensemble) only the `budget` tasks the
+    With `strategy` (annotation_ui/acquisition.py: random, margin, ensemble) only the `budget` tasks the
     reward model(s) are least sure how to rank are kept, each with that uncertainty as its
     priority. Every check that can fail runs before the model samples anything.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from common.generate import sample_replies
     from common.models import load_model_and_tokenizer
+    from common.models.generate import sample_replies
 
     if not 2 <= k <= MAX_RESPONSES:
         raise DataError(f"k must be from 2 to {MAX_RESPONSES}, got {k}")
@@ -136,9 +136,9 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
 
 
 def check_selection(strategy: str, budget: int | None, reward_models: list[str], prompts: int, where: str) -> None:
-    from common.acquisition import STRATEGIES
+    from annotation_ui.acquisition import STRATEGIES
     from common.models import resolve_model
-    from common.reward import REWARD_CONFIG
+    from common.rewards.scorer import REWARD_CONFIG
 
     if strategy not in STRATEGIES:
         raise DataError(f"--select must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -164,8 +164,8 @@ def select_tasks(tasks: list[dict], strategy: str, budget: int, reward_models: l
     """The `budget` tasks to label first, each with its uncertainty as `priority` (highest first)."""
     import numpy as np
 
-    from common.acquisition import Candidate, select
-    from common.reward import load_reward_scorer
+    from annotation_ui.acquisition import Candidate, select
+    from common.rewards.scorer import load_reward_scorer
 
     k = len(tasks[0]["responses"])
     scores = np.zeros((max(1, len(reward_models)), len(tasks), k))  # (M, tasks, K)

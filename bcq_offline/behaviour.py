@@ -14,7 +14,7 @@ from torch import nn
 
 from bcq_offline.data import LoggedResponse
 from common.data import batch_for_step
-from common.lora import LoraSettings, peft_config
+from common.models.lora import LoraSettings, peft_config
 
 
 def response_nll(lm: nn.Module, batch) -> torch.Tensor:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
-from common.lora import LoraSettings
+from common.models.lora import LoraSettings
+from common.pipeline import default_model
 from common.runs import RunOptions
 
 
@@ -33,7 +34,7 @@ class BCQStageConfig(RunOptions):
     save_steps: int = param(50, help="checkpoint every N steps")
 
     # --- models
-    model: str = param("runs/sft/default/model", help="behaviour model G (the SFT output) and the Q trunk's base")
+    model: str = param(default_model("sft"), help="behaviour model G (the SFT output) and the Q trunk's base")
     q_trunk: Literal["shared", "separate"] = param(
         "shared", help="Q head on G's frozen trunk (shared), or on LoRA adapters of its own over the same base (separate)"
     )

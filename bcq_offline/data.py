@@ -3,7 +3,7 @@
 - logged JSONL: `{"prompt": str | [messages], "response": str, "reward": float, "domain"?: str}`;
 - PPO run logs: `runs/ppo/<run>/samples.jsonl` rows `{prompt, response, score, domain, step}`
   (the logged mixed score is the reward);
-- preference data in the shapes of `common.preferences` — annotation exports (raw rankings or
+- preference data in the shapes of `common.data.preferences` — annotation exports (raw rankings or
   pairs) and HH pairs (`../shared/data/hh-rlhf`): every ranked response becomes one record.
   The mapping from ranks to rewards (`rank_reward`): the best rank gets +1, the worst −1, ranks
   between are spaced evenly, tied responses share a value; a group whose responses carry
@@ -21,8 +21,8 @@ import random
 from dataclasses import dataclass
 
 from common.data import DataError, Message, parse_prompt
-from common.hygiene import mix_by_weight, split_indices
-from common.preferences import convert_rows, detect_preference_format, row_to_group
+from common.data.hygiene import mix_by_weight, split_indices
+from common.data.preferences import convert_rows, detect_preference_format, row_to_group
 
 LOGGED_FORMATS = ("auto", "logged", "ppo_samples", "preferences")
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def read_logged(path: str, fmt: str = "auto") -> tuple[list[LoggedResponse], int
 
 
 def load_logged(sources, seed: int) -> tuple[list[LoggedResponse], int]:
-    """Every source's records, mixed by weight (`common.hygiene.mix_by_weight`)."""
+    """Every source's records, mixed by weight (`common.data.hygiene.mix_by_weight`)."""
     if not sources:
         raise DataError("data: no logged-response files given")
     records, skipped = [], 0
@@ -127,7 +127,7 @@ def split_by_prompt(records: list[LoggedResponse], eval_fraction: float, seed: i
     return [r for r in records if repr(r.prompt) not in held], [r for r in records if repr(r.prompt) in held]
 
 
-def drop_long_prompts(records: list[LoggedResponse], tokenizer, max_tokens: int) -> list[LoggedResponse]:
+def drop_long_records(records: list[LoggedResponse], tokenizer, max_tokens: int) -> list[LoggedResponse]:
     """Records whose prompt (chat template applied) is longer than `max_tokens` are skipped, with a warning."""
     lengths: dict[str, int] = {}
     kept, skipped = [], []

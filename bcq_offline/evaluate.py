@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from bcq_offline.data import LoggedResponse
-from common.bcq.decode import Decoded, constrained_generate
-from common.bcq.model import BCQModel
+from bcq_offline.decode import Decoded, constrained_generate
+from bcq_offline.model import BCQModel
 from common.rewards.mixer import RewardMixer, Sample
 from common.stats import bootstrap_ci, length_controlled_win_rate, outcome, win_rate
 
@@ -103,3 +104,21 @@ def evaluate(model: BCQModel, tokenizer, held_out: list[LoggedResponse], cfg, sc
                       "allowed_tokens": float(np.mean([np.mean(d.allowed) for d in decoded if d.allowed]))})
     report["tau_sweep"] = sweep
     return report
+
+
+def summary_line(report: dict, final: Path, run_dir: Path) -> str:
+    lines = [f"BCQ done: model in {final}; evaluation in {run_dir / 'eval.json'} ({report.get('prompts', 0)} held-out prompts)"]
+    rm = report.get("reward_model")
+    if rm and rm["bcq"]["n"]:
+        for who in ("bcq", "behaviour", "logged", "bcq_minus_behaviour"):
+            ci = rm[who]
+            name = "BCQ − G (paired)" if who == "bcq_minus_behaviour" else who
+            lines.append(f"  reward-model score, {name:16}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+    if "win_rate_vs_behaviour" in report:
+        wr, lc = report["win_rate_vs_behaviour"], report["lc_win_rate_vs_behaviour"]
+        lines.append(f"  BCQ wins against G in {100 * wr['mean']:.0f}% [{100 * wr['low']:.0f}, {100 * wr['high']:.0f}] "
+                     f"of prompts; length-controlled {100 * lc['mean']:.0f}% [{100 * lc['low']:.0f}, {100 * lc['high']:.0f}]")
+    if "kl_to_behaviour" in report:
+        lines.append(f"  KL to G per response {report['kl_to_behaviour']:.2f}; allowed tokens per step "
+                     f"{report['allowed_tokens']:.1f}; Q(first token) {report['q_first_token']:+.3f}")
+    return "\n".join(lines)

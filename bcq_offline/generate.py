@@ -13,10 +13,10 @@ import sys
 
 import torch
 
-from common.bcq.constraint import check_tau
-from common.bcq.decode import constrained_generate
-from common.bcq.saving import load_bcq
-from common.cli import run_stage
+from bcq_offline.constraint import check_tau
+from bcq_offline.decode import constrained_generate
+from bcq_offline.saving import load_bcq
+from common.stage import run_stage
 
 
 def main(argv: list[str] | None = None) -> None:

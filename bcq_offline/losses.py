@@ -1,4 +1,4 @@
-"""Discrete BCQ over tokens: double-Q targets under the batch constraint (`common.bcq.constraint`) and the TD loss — pure
+"""Discrete BCQ over tokens: double-Q targets under the batch constraint (`bcq_offline.constraint`) and the TD loss — pure
 functions on tensors (tested on hand-worked values in tests/test_bcq_losses.py).
 
 A response of T tokens gives T transitions: state s_t = prompt + response[:t], action
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common.bcq.constraint import constrain
+from bcq_offline.constraint import constrain
 
 
 def double_q_targets(

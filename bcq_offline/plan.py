@@ -1,4 +1,4 @@
-"""Memory plan of the offline BCQ stage (common/memplan.py): the behaviour model G frozen, the
+"""Memory plan of the offline BCQ stage (common/planning/formulas.py): the behaviour model G frozen, the
 Q head (full: V × H + V; bilinear: H × H + V) and — with a separate trunk — LoRA adapters
 training, their target-network copy, the state cache (at most `cache_max_gb`), and the two
 phases: updates on `batch_size` logged responses (Q's and G's logits over the response) and
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcq_offline.config import BCQStageConfig
-from common.memplan import (
+from common.planning.formulas import (
     Plan,
     Row,
     Setup,

@@ -20,13 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from bcq_offline.config import BCQStageConfig
+from bcq_offline.constraint import allowed_actions
 from bcq_offline.data import LoggedResponse
 from bcq_offline.losses import double_q_targets, polyak_update, td_loss, token_rewards
+from bcq_offline.model import BCQModel, target_q, trainable_copy
 from common import distributed
-from common.bcq.constraint import allowed_actions
-from common.bcq.model import BCQModel, target_q, trainable_copy
-from common.engines import Trainable, zero_stage
-from common.precision import autocast
+from common.models.precision import autocast
+from common.training.engines import Trainable, zero_stage
 
 log = logging.getLogger(__name__)
 

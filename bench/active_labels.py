@@ -1,5 +1,5 @@
 """Does choosing what to label beat labelling at random? random vs margin vs ensemble acquisition
-(common/acquisition.py) on real human preferences, with a simulated annotator.
+(annotation_ui/acquisition.py) on real human preferences, with a simulated annotator.
 
 Pool: the shared HH-RLHF pairs (../shared/data/hh-rlhf), split by prompt into a pool to label
 from and a held-out test set (30% of prompts) that no reward model ever trains on. The simulated
@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.acquisition import STRATEGIES, Candidate, select  # noqa: E402
+from annotation_ui.acquisition import STRATEGIES, Candidate, select  # noqa: E402
 
 HH = REPO.parent / "shared/data/hh-rlhf/harmless-base-1500.jsonl.gz"
 CACHE = REPO / ".cache/bench/active_labels"
@@ -46,7 +46,7 @@ CACHE = REPO / ".cache/bench/active_labels"
 
 def load_pairs(path: Path) -> list[tuple[str, list, str, str]]:
     """(prompt key, prompt messages, chosen, rejected) of every usable HH pair."""
-    from common.preferences import read_preferences
+    from common.data.preferences import read_preferences
 
     out = []
     for g in read_preferences(path, "hh", unpaired=[]):
@@ -64,7 +64,7 @@ def features(pairs, model_spec: str, max_length: int, batch_size: int = 16) -> n
     import torch
 
     from common.models import load_model_and_tokenizer
-    from common.reward import encode_response, pad_batch
+    from common.rewards.scorer import encode_response, pad_batch
 
     digest = hashlib.sha1(f"{HH.stat().st_size}:{model_spec}:{max_length}:{len(pairs)}".encode()).hexdigest()[:12]
     cached = CACHE / f"features-{digest}.npy"

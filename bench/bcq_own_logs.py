@@ -34,11 +34,11 @@ G = REPO / "runs/sft/default/model"
 
 
 def unique_prompts(tokenizer, seed: int) -> list:
-    from bcq_offline.data import drop_long_prompts, read_logged
+    from bcq_offline.data import drop_long_records, read_logged
 
     records, _ = read_logged(str(HH), "preferences")
     seen, prompts = set(), []
-    for r in drop_long_prompts(records, tokenizer, 192):
+    for r in drop_long_records(records, tokenizer, 192):
         key = json.dumps(r.prompt)
         if key not in seen:
             seen.add(key)

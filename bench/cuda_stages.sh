@@ -13,7 +13,7 @@ for d in runs/sft/default runs/reward_model/default runs/ppo/default runs/bcq/de
 done
 "$PY" - <<'PYEOF'
 import torch
-from common.precision import resolve_precision
+from common.models.precision import resolve_precision
 name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 print(f"device: {name}; precision auto -> {resolve_precision('auto')}; torch {torch.__version__}", flush=True)
 PYEOF

@@ -1,7 +1,7 @@
 """The memory planner against measured peaks: every stage's default and tiny recipe, a few steps
 each on this CPU, in a process of its own.
 
-Planned: the plan the stage itself makes at start (common.plan.preflight), total per rank.
+Planned: the plan the stage itself makes at start (common.planning.preflight, called by common.stage.start), total per rank.
 Measured: the growth, from just before the stage's main() (its libraries — transformers, TRL,
 PEFT, datasets — already imported) to its highest value, sampled every 20 ms by a thread, of
 
@@ -82,19 +82,21 @@ def child(stage: str, argv: list[str], out: str) -> None:
     import importlib
 
     module = importlib.import_module(f"{stage}.__main__")
-    import common.plan
+    import common.planning.preflight as planning
 
     # the libraries a stage imports inside main() (their code and data pages are not the run's memory)
-    for lib in ("trl", "peft", "datasets", "transformers.models.llama.modeling_llama", "common.reward", "tqdm"):
+    for lib in ("trl", "peft", "datasets", "transformers.models.llama.modeling_llama", "common.rewards.scorer", "tqdm"):
         importlib.import_module(lib)
 
     seen = {}
 
-    def spy(name, cfg):
-        seen["plan"] = common.plan.preflight(name, cfg)
+    real = planning.preflight
+
+    def spy(cfg, plan, name):
+        seen["plan"] = real(cfg, plan, name)
         return seen["plan"]
 
-    module.preflight = spy
+    planning.preflight = spy  # common.stage.start looks it up at call time
     peak, stop = [0, 0], threading.Event()
 
     def sample():

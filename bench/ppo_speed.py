@@ -37,7 +37,7 @@ BENCH_RM = REPO / ".cache/bench/reward_model"
 
 
 def settings(args) -> dict:
-    from common.default_model import ensure_default_model
+    from tools.default_model import ensure_default_model
 
     prompts = []
     for path in sorted((REPO / "data/prompts").glob("*.jsonl")):
@@ -96,15 +96,16 @@ def our_worker(s: dict) -> dict:
     import torch
 
     from common.config import parse_args
-    from common.engines import inference_module
+    from common.data.prompts import Prompt
     from common.models import load_model_and_tokenizer
-    from common.prompts import Prompt
-    from common.reward import load_reward_scorer
     from common.rewards.mixer import RewardMixer, load_domains
+    from common.rewards.scorer import load_reward_scorer
+    from common.training.engines import inference_module
     from ppo.config import PPOStageConfig
     from ppo.losses import logprobs_of
+    from ppo.models import build_critic
     from ppo.scoring import MixedReward
-    from ppo.trainer import PPOTrainer, build_critic
+    from ppo.trainer import PPOTrainer
 
     torch.manual_seed(s["seed"])
     torch.set_num_threads(s["threads"])

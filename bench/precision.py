@@ -52,7 +52,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
 
     from common.models import load_model_and_tokenizer
-    from common.precision import resolve_precision
+    from common.models.precision import resolve_precision
 
     model, tok = load_model_and_tokenizer(args.model)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))

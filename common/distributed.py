@@ -21,7 +21,7 @@ def world_size() -> int:
 
 
 def is_main_process() -> bool:
-    """Only rank 0 writes run folders and logs to W&B."""
+    """Only rank 0 writes run folders and logs to the trackers."""
     return rank() == 0
 
 

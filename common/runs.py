@@ -14,8 +14,8 @@ from typing import Literal
 from transformers.trainer_utils import get_last_checkpoint
 
 from common.config import param, save_yaml, to_dict
+from common.pipeline import FINAL
 
-FINAL = "model"
 CHECKPOINTS = "checkpoints"
 
 
@@ -47,7 +47,7 @@ class RunOptions:
         None, help="W&B mode; None = $WANDB_MODE, else offline; disabled drops wandb from trackers"
     )
     memory_check: bool = param(
-        True, help="plan the run's memory at start (python -m common.plan) and refuse when it exceeds what this "
+        True, help="plan the run's memory at start (python -m tools.plan) and refuse when it exceeds what this "
         "process can see by more than 20%; false = plan and log only"
     )
     deepspeed: str | None = param(None, help="DeepSpeed JSON config (configs/deepspeed/*.json), None = off")
@@ -59,8 +59,8 @@ def run_dir_for(output_root: str, run_name: str) -> Path:
 
 def open_run_dir(run_dir: Path, cfg, report=None) -> None:
     """Create the run folder with its resolved config, its provenance (git commit, content hashes
-    of the data and models it names: common/provenance.py) and the data report, if any."""
-    from common.provenance import write_provenance
+    of the data and models it names: common/tracking/provenance.py) and the data report, if any."""
+    from common.tracking.provenance import write_provenance
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, run_dir / "config.yaml")
@@ -69,13 +69,13 @@ def open_run_dir(run_dir: Path, cfg, report=None) -> None:
         report.save(run_dir / "data_report.json")
 
 
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """`overwrite` starts afresh; otherwise a finished run is an error and an unfinished one
-    is left in place to be resumed."""
+def check_run_dir(run_dir: Path, overwrite: bool, finished: str = FINAL, what: str = "run") -> None:
+    """`overwrite` starts afresh; otherwise a run folder holding `finished` (its final output) is an
+    error and an unfinished one is left in place to be resumed."""
     if overwrite:
         shutil.rmtree(run_dir, ignore_errors=True)
-    elif (run_dir / FINAL).exists():
-        raise RunExistsError(f"{run_dir} already holds a finished run; pick another run_name or pass --overwrite true")
+    elif (run_dir / finished).exists():
+        raise RunExistsError(f"{run_dir} already holds a finished {what}; pick another run_name or pass --overwrite true")
 
 
 def latest_checkpoint(run_dir: Path) -> str | None:

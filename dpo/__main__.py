@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 
-from common import distributed, training
-from common.cli import run_stage
-from common.config import parse_args
-from common.plan import preflight
-from common.runs import check_run_dir, open_run_dir, run_dir_for
-from common.tracking import finish_trackers
-from dpo import data as dpo_data
-from dpo import train as dpo_train
+from common.stage import run_stage, start
 from dpo.config import DPOStageConfig
-
-log = logging.getLogger("dpo")
+from dpo.plan import plan
+from dpo.run import run
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(DPOStageConfig, argv, prog="python -m dpo")
-    preflight("dpo", cfg)  # one log line; refuses a run that cannot fit
-    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
-    check_run_dir(run_dir, cfg.overwrite)
-    from transformers import set_seed
-
-    from common.models import load_model_and_tokenizer
-
-    set_seed(cfg.seed)
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
-    data = dpo_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
-    if distributed.is_main_process():
-        print("data hygiene:\n" + data.report.table(), flush=True)
-        if data.truncated:
-            print(f"{data.truncated} pair(s) longer than max_length={cfg.max_length} tokens: cut from the left", flush=True)
-        open_run_dir(run_dir, cfg, data.report)
-    distributed.barrier()
-    with warnings.catch_warnings():  # TRL marks keep_end for removal in its 2.0; we pin 1.16 (docs/design.md)
-        warnings.filterwarnings("ignore", message=".*'keep_end' truncation mode is deprecated.*")
-        trainer = dpo_train.build_trainer(cfg, run_dir, data, model, tokenizer)
-    summary = training.train_with_resume(cfg, run_dir, trainer)
-    summary["truncated_pairs"] = data.truncated
-    final = training.save_final(cfg, run_dir, trainer, summary)
-    finish_trackers()
-    if distributed.is_main_process():
-        figures = {k: v for k, v in summary.items() if k.startswith("eval_rewards/")}
-        print(f"DPO done: model in {final}; metrics in {run_dir / 'metrics.jsonl'}; held-out {figures}")
+    cfg, run_dir = start(DPOStageConfig, argv, stage="dpo", plan=plan)
+    run(cfg, run_dir)
 
 
 if __name__ == "__main__":

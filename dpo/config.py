@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
-from common.preferences import PreferenceSource
+from common.data.preferences import PreferenceSource
+from common.pipeline import default_model
 from common.training import TrainingOptions
 
 
@@ -15,10 +16,10 @@ class DPOStageConfig(TrainingOptions):
     """DPO (TRL's DPOTrainer) of a chat model on preference pairs; K-way rankings become all
     their ordered pairs. With LoRA the reference is the same weights with the adapters off; with
     full fine-tuning a frozen copy. Shared options (model, LoRA, optimisation, checkpoints, early
-    stopping, W&B, DeepSpeed) come from `common.training.TrainingOptions`."""
+    stopping, trackers, DeepSpeed) come from `common.training.TrainingOptions`."""
 
     output_root: str = param("runs/dpo", help="parent folder of run folders")
-    model: str = param("runs/sft/default/model", help="the policy to start from (an SFT output); also the reference")
+    model: str = param(default_model("sft"), help="the policy to start from (an SFT output); also the reference")
     learning_rate: float = param(5e-5, help="peak learning rate")
 
     # --- data

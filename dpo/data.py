@@ -1,5 +1,5 @@
 """DPO data: preference groups read, cleaned and split by prompt exactly as the reward model's are
-(`common.preferences`), then every group's ordered pairs (i ranked above j; ties give none) in
+(`common.data.preferences`), then every group's ordered pairs (i ranked above j; ties give none) in
 TRL's conversational preference format.
 
 Pairs longer than `max_length` tokens are not dropped: the trainer cuts them from the left (the
@@ -14,8 +14,8 @@ from itertools import permutations
 
 from datasets import Dataset
 
-from common.hygiene import HygieneReport
-from common.preferences import PreferenceGroup, prepare_groups
+from common.data.hygiene import HygieneReport
+from common.data.preferences import PreferenceGroup, prepare_groups
 from dpo.config import DPOStageConfig
 
 

@@ -1,11 +1,11 @@
-"""Memory plan of the DPO stage (common/memplan.py): the policy trained on micro-batches of
+"""Memory plan of the DPO stage (common/planning/formulas.py): the policy trained on micro-batches of
 `batch_size` pairs (chosen and rejected: 2 sequences each) with logits over every position, and
 the reference — the same weights with the adapters off under LoRA, a frozen copy otherwise —
 scoring them without gradients."""
 
 from __future__ import annotations
 
-from common.memplan import Plan, Row, Setup, logits_bytes, policy_and_reference, resolve_arch, training_phase
+from common.planning.formulas import Plan, Row, Setup, logits_bytes, policy_and_reference, resolve_arch, training_phase
 from dpo.config import DPOStageConfig
 
 

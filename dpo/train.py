@@ -12,8 +12,9 @@ from dpo.data import PreparedPairs
 def build_trainer(cfg: DPOStageConfig, run_dir: Path, data: PreparedPairs, model, tokenizer):
     from trl import DPOConfig, DPOTrainer
 
+    parts = training.trainer_parts(cfg, run_dir, data.validation is not None)
     args = DPOConfig(
-        **training.trainer_kwargs(cfg, run_dir, data.validation is not None, training.tracking(cfg, run_dir)),
+        **parts.args,
         max_length=cfg.max_length,
         # cut over-long pairs from the left, as the reward model does: the replies, where the
         # pair differs, are kept; TRL's default (keep_start) would drop pairs whose prompt is long
@@ -31,5 +32,5 @@ def build_trainer(cfg: DPOStageConfig, run_dir: Path, data: PreparedPairs, model
         eval_dataset=data.validation,
         processing_class=tokenizer,
         peft_config=training.lora_config(cfg, "CAUSAL_LM"),
-        callbacks=training.callbacks(cfg, run_dir),
+        callbacks=parts.callbacks,
     )

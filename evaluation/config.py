@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
-from common.prompts import PromptSource
+from common.data.prompts import PromptSource
+from common.pipeline import default_model
 from common.runs import RunOptions
 
 
@@ -37,7 +38,7 @@ class EvalConfig(RunOptions):
     """Compare policies against a baseline on held-out prompts: reward model, mixed reward, length
     and KL, with 95% bootstrap intervals over prompts.
 
-    Shared run options (run_name, output_root, overwrite, seed, precision, W&B) come from
+    Shared run options (run_name, output_root, overwrite, seed, precision, trackers) come from
     `common.runs.RunOptions`; checkpoints do not apply (a stopped evaluation starts again). With
     several processes (`make eval NPROC=N`) each one samples and scores its share of the prompts.
     """
@@ -49,7 +50,7 @@ class EvalConfig(RunOptions):
     baseline: str = param("", help="name of the policy the others are compared with")
     kl_reference: str | None = param(None, help="policy name or model spec the KL is measured to; None = the baseline")
     reward_model: str | None = param(
-        "runs/reward_model/default/model", help="reward model folder (the judge); None = no reward-model judge"
+        default_model("reward_model"), help="reward model folder (the judge); None = no reward-model judge"
     )
     domains_dir: str = param("configs/domains", help="folder of per-domain reward configs")
 

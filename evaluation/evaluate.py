@@ -19,20 +19,20 @@ import torch
 
 from common import distributed
 from common.config import ConfigError
-from common.memory import release_memory
-from common.precision import autocast, resolve_precision
-from common.prompts import Prompt, drop_long_prompts, load_prompts
-from common.reward import REWARD_CONFIG
+from common.data.prompts import Prompt, drop_long_prompts, load_prompts
+from common.models.precision import autocast, resolve_precision
+from common.planning.measure import release_memory
 from common.rewards.mixer import load_domains
+from common.rewards.scorer import REWARD_CONFIG
 from evaluation.config import EvalConfig
 from evaluation.judges import score_mixed, score_reward_model, summarize
-from evaluation.policies import PolicyInfo, Reply, preflight, reference_logprobs, sample_policy
+from evaluation.policies import PolicyInfo, Reply, check_policies, reference_logprobs, sample_policy
 
 log = logging.getLogger("evaluation")
 
 
 @dataclass
-class Plan:
+class Prepared:
     """Everything checked and ready before sampling starts."""
 
     prompts: list[Prompt]
@@ -49,31 +49,31 @@ def check_reward_model(path: str) -> None:
         raise FileNotFoundError(f"reward_model: {path} is not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
 
 
-def prepare(cfg: EvalConfig) -> Plan:
+def prepare(cfg: EvalConfig) -> Prepared:
     """Prompts, policies, reference and judge, checked; raises one clear error on bad input."""
     domains = load_domains(cfg.domains_dir)
     if cfg.judges.reward_model:
         check_reward_model(cfg.reward_model)
-    infos, reference = preflight(cfg)
+    infos, reference = check_policies(cfg)
     baseline_tok = infos[cfg.baseline].tokenizer
     prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), baseline_tok, cfg.max_prompt_tokens)
     if cfg.max_prompts is not None and len(prompts) > cfg.max_prompts:
         prompts = random.Random(cfg.seed).sample(prompts, cfg.max_prompts)
     if not prompts:
         raise ConfigError("prompts: no held-out prompts left to evaluate on")
-    return Plan(prompts, infos, reference, domains)
+    return Prepared(prompts, infos, reference, domains)
 
 
-def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, float]) -> list[Reply]:
+def sample_all(cfg: EvalConfig, prepared: Prepared, mine: list[int], timing: dict[str, float]) -> list[Reply]:
     """This rank's replies from every policy, with log π(y) and (KL judge) log π_ref(y).
 
     Policies load one at a time; the KL reference goes last when it is one of them, so its loaded
     weights also score the other policies' replies."""
     device = distributed.device()
     dtype = torch.bfloat16 if resolve_precision(cfg.precision) == "bf16" else torch.float32
-    messages = {i: plan.prompts[i].messages for i in mine}
-    ref = plan.reference
-    order = sorted(plan.infos.values(), key=lambda info: ref is not None and info.spec.name == ref.spec.name)
+    messages = {i: prepared.prompts[i].messages for i in mine}
+    ref = prepared.reference
+    order = sorted(prepared.infos.values(), key=lambda info: ref is not None and info.spec.name == ref.spec.name)
     replies: list[Reply] = []
     loaded = None
     for k, info in enumerate(order):
@@ -106,38 +106,38 @@ def sample_all(cfg: EvalConfig, plan: Plan, mine: list[int], timing: dict[str, f
     return replies
 
 
-def judge(cfg: EvalConfig, plan: Plan, replies: list[Reply], timing: dict[str, float]) -> None:
+def judge(cfg: EvalConfig, prepared: Prepared, replies: list[Reply], timing: dict[str, float]) -> None:
     """Reward-model scores on this rank's replies (in place)."""
     if not cfg.judges.reward_model:
         return
-    from common.reward import load_reward_scorer
+    from common.rewards.scorer import load_reward_scorer
 
     t0 = time.perf_counter()
     device = distributed.device()
     scorer = load_reward_scorer(cfg.reward_model, device=device)
     with autocast(cfg.precision, device):
-        score_reward_model(scorer, replies, plan.prompts, cfg.batch_size)
+        score_reward_model(scorer, replies, prepared.prompts, cfg.batch_size)
     timing["reward_model"] = time.perf_counter() - t0
     del scorer
     release_memory()
 
 
-def evaluate(cfg: EvalConfig, plan: Plan) -> tuple[dict | None, list[Reply]]:
+def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Reply]]:
     """Sample and judge; on rank 0 → (the report body, every reply), elsewhere (None, [])."""
     timing: dict[str, float] = {}
     start = time.perf_counter()
-    mine = list(range(len(plan.prompts)))[distributed.rank() :: distributed.world_size()]
-    replies = sample_all(cfg, plan, mine, timing)
-    judge(cfg, plan, replies, timing)
+    mine = list(range(len(prepared.prompts)))[distributed.rank() :: distributed.world_size()]
+    replies = sample_all(cfg, prepared, mine, timing)
+    judge(cfg, prepared, replies, timing)
     gathered = distributed.all_gather_objects((replies, timing))
     if not distributed.is_main_process():
         return None, []
     replies = [r for part, _ in gathered for r in part]
     timing = {k: max(t[k] for _, t in gathered if k in t) for k in timing}  # the slowest rank's
     if cfg.judges.mixed_reward:
-        score_mixed(replies, plan.prompts, plan.domains)
-    report = summarize(replies, plan.prompts, cfg, has_kl=plan.reference is not None)
+        score_mixed(replies, prepared.prompts, prepared.domains)
+    report = summarize(replies, prepared.prompts, cfg, has_kl=prepared.reference is not None)
     timing["total"] = time.perf_counter() - start
-    report["kl_reference"] = None if plan.reference is None else plan.reference.spec.model
+    report["kl_reference"] = None if prepared.reference is None else prepared.reference.spec.model
     report["timing_seconds"] = timing
     return report, replies

@@ -10,7 +10,7 @@ shows which policy wrote which; the policy names stay in the task's server-side 
 `report` exports that batch's finished labels through the app's own export, and turns each
 annotator's ranking into paired outcomes against the baseline (better rank = win, equal = ½):
 win-rates with 95% bootstrap intervals over prompts, overall and per domain, and the annotators'
-agreement (`common.agreement`), into `<run>/human.json`.
+agreement (`annotation_ui.agreement`), into `<run>/human.json`.
 
 The hand-off is the app's command line and its export folder: this stage does not open the
 annotation database itself.
@@ -26,8 +26,9 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from common.cli import run_stage
 from common.data import DataError, read_jsonl
+from common.pipeline import EVAL_FILE
+from common.stage import run_stage
 from common.stats import win_rate
 
 EMPTY_REPLY = "(empty reply)"  # the app refuses empty texts; an empty reply is still a reply to rank
@@ -36,7 +37,7 @@ HUMAN_FILE = "human.json"
 
 
 def _read_report(run_dir: Path) -> dict:
-    path = run_dir / "eval.json"
+    path = run_dir / EVAL_FILE
     if not path.is_file():
         raise DataError(f"{run_dir}: no finished evaluation (no eval.json); `python -m evaluation` makes one")
     return json.loads(path.read_text())
@@ -106,7 +107,7 @@ def outcomes(rankings: list[dict], baseline: str) -> dict[str, list[tuple[float,
 
 def human_report(rankings: list[dict], baseline: str, seed: int = 0) -> dict:
     """Win-rates over the baseline (interval over prompts) overall and per domain, and agreement."""
-    from common.agreement import quality_report
+    from annotation_ui.agreement import quality_report
 
     by_task: dict[int, dict[str, list[int]]] = defaultdict(dict)
     for row in rankings:

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from common.prompts import Prompt
+from common.data.prompts import Prompt
 from common.rewards.mixer import COMPONENTS, RewardMixer, Sample
 from common.stats import (
     bootstrap_ci,

@@ -1,4 +1,4 @@
-"""Memory plan of the evaluation stage (common/memplan.py). Nothing stays resident: each policy
+"""Memory plan of the evaluation stage (common/planning/formulas.py). Nothing stays resident: each policy
 loads in turn (in the run's precision; on a CPU in bf16 the fp32 file and the converted copy are
 both in memory while it loads) to sample — its weights and the KV cache of `batch_size`
 prompts × `samples_per_prompt` replies —, then the KL reference scores every reply, then the
@@ -6,7 +6,7 @@ reward model (fp32) scores them. The peak is the largest of these phases."""
 
 from __future__ import annotations
 
-from common.memplan import Plan, Row, Setup, kv_cache_bytes, logits_bytes, longest_prompt_tokens, resolve_arch
+from common.planning.formulas import Plan, Row, Setup, kv_cache_bytes, logits_bytes, longest_prompt_tokens, resolve_arch
 from evaluation.config import EvalConfig
 
 

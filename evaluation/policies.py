@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from common.bcq.saving import BCQ_CONFIG
+from bcq_offline.saving import BCQ_CONFIG
 from common.config import ConfigError
 from common.data import Message
-from common.generate import encode_prompts, response_logprobs, sample_batch
 from common.models import ModelNotFoundError, adapter_base, load_model_and_tokenizer, load_tokenizer, resolve_model
+from common.models.generate import encode_prompts, response_logprobs, sample_batch
 from evaluation.config import EvalConfig, PolicySpec
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def same_vocabulary(a, b) -> bool:
     return a.get_vocab() == b.get_vocab()
 
 
-def preflight(cfg: EvalConfig) -> tuple[dict[str, PolicyInfo], PolicyInfo | None]:
+def check_policies(cfg: EvalConfig) -> tuple[dict[str, PolicyInfo], PolicyInfo | None]:
     """Every policy and the KL reference, checked before sampling: they load (tokenizer, config,
     adapter base), and where the KL judge needs it they share the reference's tokenizer."""
     infos = {}
@@ -150,8 +150,8 @@ def decoding_of(spec: PolicySpec, kind: str, cfg: EvalConfig) -> str:
 
 def _sample_bcq(info: PolicyInfo, prompts, cfg: EvalConfig, device: torch.device, seed: int) -> list[Reply]:
     """BCQ's constrained decoding; greedy decodes each prompt once and repeats the reply for every sample index."""
-    from common.bcq.decode import constrained_generate
-    from common.bcq.saving import load_bcq
+    from bcq_offline.decode import constrained_generate
+    from bcq_offline.saving import load_bcq
 
     model, tokenizer, meta = load_bcq(resolve_model(info.spec.model))
     model.to(device)

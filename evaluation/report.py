@@ -17,10 +17,9 @@ import math
 import os
 from pathlib import Path
 
-from common.prompts import Prompt
+from common.data.prompts import Prompt
+from common.pipeline import EVAL_FILE
 from evaluation.policies import Reply
-
-EVAL_FILE = "eval.json"
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -26,13 +26,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.cli import run_stage
 from common.config import ConfigError, parse_args
 from common.data import DataError
+from common.pipeline import EVAL_FILE, model_folder, run_folder, win_rate
+from common.stage import run_stage
 from loop.config import LoopConfig
 
 log = logging.getLogger("loop")
 STEPS = ("labels", "reward", "policy", "eval", "tasks")
+REWARD, POLICY, EVAL = "reward", "policy", "eval"  # each round's run folders: round-<n>/<name>/
 
 
 def round_dir(cfg: LoopConfig, n: int) -> Path:
@@ -48,7 +50,7 @@ def previous(cfg: LoopConfig, n: int) -> tuple[str, str]:
     if n <= 1:
         return cfg.policy, cfg.reward_model
     before = round_dir(cfg, n - 1)
-    policy, rm = before / "policy" / "model", before / "reward" / "model"
+    policy, rm = model_folder("ppo", POLICY, before), model_folder("reward_model", REWARD, before)
     if not (policy.is_dir() and rm.is_dir()):
         raise DataError(f"round {n} starts from round {n - 1}'s policy and reward model, which {before} does not "
                         f"hold yet: run `make loop ROUND={n - 1}` first")
@@ -154,20 +156,20 @@ def run_round(cfg: LoopConfig) -> Path:
     if not done(folder, "reward"):
         data = json.dumps([{"path": str(folder / "labels" / "rankings.jsonl"), "format": "rankings"}])
         run("reward", "reward_model", ["--config", cfg.rm_recipe, "--model", rm, "--data", data, "--val_split", "hash",
-                                       "--output_root", str(folder), "--run_name", "reward", *cfg.rm_args])
-        mark(folder, "reward", model=str(folder / "reward" / "model"))
-    new_rm = str(folder / "reward" / "model")
+                                       "--output_root", str(folder), "--run_name", REWARD, *cfg.rm_args])
+        mark(folder, "reward", model=str(model_folder("reward_model", REWARD, folder)))
+    new_rm = str(model_folder("reward_model", REWARD, folder))
     if not done(folder, "policy"):
         run("policy", "ppo", ["--config", cfg.ppo_recipe, "--policy", policy, "--reward_model", new_rm,
-                              "--output_root", str(folder), "--run_name", "policy", *cfg.ppo_args])
-        mark(folder, "policy", model=str(folder / "policy" / "model"))
-    new_policy = str(folder / "policy" / "model")
+                              "--output_root", str(folder), "--run_name", POLICY, *cfg.ppo_args])
+        mark(folder, "policy", model=str(model_folder("ppo", POLICY, folder)))
+    new_policy = str(model_folder("ppo", POLICY, folder))
     if not done(folder, "eval"):
         policies = json.dumps([{"name": "previous", "model": policy}, {"name": "new", "model": new_policy}])
         run("eval", "evaluation", ["--config", cfg.eval_recipe, "--policies", policies, "--baseline", "previous",
                                    "--kl_reference", "previous", "--reward_model", new_rm, "--output_root", str(folder),
-                                   "--run_name", "eval", "--overwrite", "true", *cfg.eval_args])
-        mark(folder, "eval", report=str(folder / "eval" / "eval.json"))
+                                   "--run_name", EVAL, "--overwrite", "true", *cfg.eval_args])
+        mark(folder, "eval", report=str(run_folder("evaluation", EVAL, folder) / EVAL_FILE))
     if not done(folder, "tasks"):
         choose_tasks(cfg, n, folder, new_policy, new_rm)
         mark(folder, "tasks", batch=batch_name(n + 1))
@@ -175,10 +177,10 @@ def run_round(cfg: LoopConfig) -> Path:
 
 
 def summary(cfg: LoopConfig, folder: Path) -> str:
-    report = folder / "eval" / "eval.json"
+    report = run_folder("evaluation", EVAL, folder) / EVAL_FILE
     lines = [f"loop round {cfg.round} done: {folder}"]
     if report.is_file():
-        win = json.loads(report.read_text())["comparisons"]["new"].get("win_rate") or {}
+        win = win_rate(json.loads(report.read_text()), "new") or {}
         if win:
             lines.append(f"  new policy vs previous, held-out win-rate by the new reward model: "
                          f"{100 * win['mean']:.0f}% [{100 * win['low']:.0f}, {100 * win['high']:.0f}]")

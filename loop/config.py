@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
+from common.pipeline import default_model
 
 
 @dataclass
@@ -16,8 +17,8 @@ class LoopConfig:
                        "train on the labels of rounds 1..n and choose round n+1's tasks")
     root: str = param("runs/loop", help="where each round's artefacts go: <root>/round-<n>/")
     db: str = param("runs/annotation/labels.db", help="the annotation app's database (file or URL)")
-    policy: str = param("runs/sft/default/model", help="the policy round 1 starts from")
-    reward_model: str = param("runs/reward_model/default/model", help="the reward model round 1 starts from")
+    policy: str = param(default_model("sft"), help="the policy round 1 starts from")
+    reward_model: str = param(default_model("reward_model"), help="the reward model round 1 starts from")
     prompts: list[str] = param([], help="prompt files (JSONL: prompt, domain) the candidates are sampled for")
     k: int = param(4, help="candidates per prompt")
     max_new_tokens: int = param(128, help="tokens per candidate")

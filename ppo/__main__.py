@@ -2,114 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
-from pathlib import Path
 
-from tqdm.auto import tqdm
-from transformers import set_seed
-
-from common import distributed
-from common.checkpoints import claim_run_dir, resume
-from common.cli import run_stage
-from common.config import parse_args, to_dict
-from common.data import DataError, batch_for_step
-from common.engines import check_processes, ds_config, inference_module
-from common.models import load_model_and_tokenizer, save_model_folder
-from common.plan import preflight
-from common.precision import resolve_precision
-from common.prompts import drop_long_prompts, load_prompts
-from common.provenance import read_provenance
-from common.reward import load_reward_scorer
-from common.rewards.mixer import RewardMixer, load_domains
-from common.runs import FINAL, open_run_dir, publish
-from common.tracking import Tracking
-from common.training import record_adapter_base
+from common.stage import run_stage, start
 from ppo.config import PPOStageConfig
-from ppo.plot import plot_reward_curve
-from ppo.scoring import MixedReward
-from ppo.state import load_checkpoint, save_checkpoint
-from ppo.trainer import PPOTrainer, build_critic
-
-log = logging.getLogger("ppo")
-
-
-def build(cfg: PPOStageConfig):
-    """Models, prompts and reward, before anything is written."""
-    domains = load_domains(cfg.domains_dir)
-    policy, tokenizer = load_model_and_tokenizer(cfg.policy)
-    prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), tokenizer, cfg.max_prompt_tokens)
-    if not prompts:
-        raise DataError("no prompts left within max_prompt_tokens")
-    ds = None
-    if cfg.deepspeed:
-        bf16 = resolve_precision(cfg.precision) == "bf16"
-        ds = ds_config(cfg.deepspeed, cfg.mini_batch_size // distributed.world_size(), cfg.max_grad_norm, bf16,
-                       policy.config.hidden_size)
-    scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
-    if scorer is not None:
-        scorer.model = inference_module(scorer.model, ds)
-    critic = None
-    if cfg.value_model == "separate" and cfg.uses_critic:  # the critic-free estimators load no value model
-        critic_spec = cfg.critic or cfg.reward_model or cfg.policy
-        critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
-    mixer = RewardMixer(domains, rm_saved_stats=cfg.reward_norm == "reward_model")
-    reward = MixedReward(mixer, scorer)
-    return PPOTrainer(cfg, policy, tokenizer, critic, reward, ds), prompts, mixer, reward
-
-
-def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path:
-    """The trained policy as model/: a LoRA adapter naming its base, or full weights.
-    Every rank calls this (ZeRO-3 gathers the weights); rank 0 writes."""
-    final, tmp = run_dir / FINAL, run_dir / (FINAL + ".tmp")
-    params = [p for p in trainer.policy.parameters() if p.requires_grad] if cfg.finetune == "lora" else None
-    with trainer.actor.gathered(params):
-        if distributed.is_main_process():
-            if cfg.finetune == "lora":
-                trainer.policy.save_pretrained(tmp)
-                trainer.tokenizer.save_pretrained(tmp)
-                record_adapter_base(tmp, cfg.policy)
-                publish(tmp, final)
-            else:
-                save_model_folder(trainer.policy, trainer.tokenizer, final)
-    distributed.barrier()
-    return final
+from ppo.plan import plan
+from ppo.run import run
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = parse_args(PPOStageConfig, argv, prog="python -m ppo")
-    check_processes(cfg, ("prompts_per_step", "mini_batch_size"))
-    preflight("ppo", cfg)  # one log line; refuses a run that cannot fit
-    run_dir = claim_run_dir(cfg)
-    main_rank = distributed.is_main_process()
-    set_seed(cfg.seed + distributed.rank())  # each rank samples differently
-    trainer, prompts, mixer, reward = build(cfg)
-    if main_rank:
-        open_run_dir(run_dir, cfg)
-    distributed.barrier()
-    start = resume(cfg, run_dir, lambda checkpoint: load_checkpoint(checkpoint, trainer, mixer))
-    tracking = Tracking(cfg, run_dir, to_dict(cfg), read_provenance(run_dir), start_step=start)
-
-    rank, world = distributed.rank(), distributed.world_size()
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="PPO", disable=not main_rank):
-        batch = batch_for_step(prompts, step, cfg.prompts_per_step, cfg.seed)[rank::world]
-        stats = trainer.step(batch)
-        stats.update(reward.last_log)
-        stats["episode"] = (step + 1) * cfg.prompts_per_step * cfg.samples_per_prompt  # responses so far (TRL's name)
-        samples = [s for part in distributed.all_gather_objects(trainer.last_samples) for s in part]
-        if main_rank:
-            with (run_dir / "samples.jsonl").open("a") as f:
-                for sample in samples:
-                    f.write(json.dumps({"step": step + 1, **sample}, ensure_ascii=False) + "\n")
-        tracking.log(stats, step + 1)  # metrics.jsonl and every tracker (rank 0)
-        if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
-            save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit)
-    final = save_policy(cfg, run_dir, trainer)
-    tracking.finish()
-    if main_rank:
-        curve = plot_reward_curve(run_dir)
-        print(f"PPO done: policy in {final}; metrics in {run_dir / 'metrics.jsonl'}; curve in {curve}")
+    cfg, run_dir = start(PPOStageConfig, argv, stage="ppo", plan=plan, divisible=("prompts_per_step", "mini_batch_size"))
+    run(cfg, run_dir)
 
 
 if __name__ == "__main__":

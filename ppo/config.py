@@ -1,6 +1,7 @@
 """The PPO stage's options: one dataclass, filled from `configs/ppo/*.yaml` + command line.
 
-Defaults follow the design: KL β = 0.2, entropy 0.01, γ = 0.99, λ = 0.95, clip 0.2.
+The dataclass defaults follow the design (KL β = 0.2, entropy 0.01, γ = 0.99, λ = 0.95, clip 0.2); a
+recipe sets what it tunes — the default CPU recipe uses β 0.1 (configs/ppo/default.yaml, docs/bench).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
-from common.lora import LoraSettings
-from common.prompts import PromptSource
+from common.data.prompts import PromptSource
+from common.models.lora import LoraSettings
+from common.pipeline import default_model
 from common.runs import RunOptions
 
 
@@ -18,7 +20,7 @@ from common.runs import RunOptions
 class PPOStageConfig(RunOptions):
     """PPO against a reward model and rule-based components, with a KL penalty to the reference.
 
-    Shared run options (run_name, output_root, resume, save_steps, seed, precision, W&B,
+    Shared run options (run_name, output_root, resume, save_steps, seed, precision, trackers,
     deepspeed) come from `common.runs.RunOptions`. With DeepSpeed, prompts_per_step and
     mini_batch_size are global: each of the N ranks takes 1/N of them.
     """
@@ -27,9 +29,9 @@ class PPOStageConfig(RunOptions):
     save_steps: int = param(5, help="checkpoint every N steps")
 
     # --- models
-    policy: str = param("runs/sft/default/model", help="policy to train (SFT output); also the frozen reference")
+    policy: str = param(default_model("sft"), help="policy to train (SFT output); also the frozen reference")
     reward_model: str | None = param(
-        "runs/reward_model/default/model", help="reward model folder; None = rule-based components only"
+        default_model("reward_model"), help="reward model folder; None = rule-based components only"
     )
     advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = param(
         "gae",

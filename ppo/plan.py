@@ -1,4 +1,4 @@
-"""Memory plan of the PPO stage (common/memplan.py) — every model one rank holds, and its two
+"""Memory plan of the PPO stage (common/planning/formulas.py) — every model one rank holds, and its two
 phases: generating a rollout batch (KV cache) and training on mini-batches (activations).
 
     policy      LoRA (reference = adapters off) or full (reference = a frozen copy)
@@ -14,7 +14,7 @@ phases: generating a rollout batch (KV cache) and training on mini-batches (acti
 
 from __future__ import annotations
 
-from common.memplan import (
+from common.planning.formulas import (
     Plan,
     Row,
     Setup,

@@ -7,9 +7,9 @@ from collections import defaultdict
 import torch
 
 from common import distributed
-from common.prompts import Prompt
-from common.reward import RewardScorer
+from common.data.prompts import Prompt
 from common.rewards.mixer import COMPONENTS, RewardMixer, Sample
+from common.rewards.scorer import RewardScorer
 
 
 class MixedReward:

@@ -1,4 +1,4 @@
-"""PPO checkpoints: everything needed to resume (`common.checkpoints` writes the folder).
+"""PPO checkpoints: everything needed to resume (`common.training.checkpoints` writes the folder).
 
 A checkpoint holds the actor's trainable weights and optimizer, the critic's, the KL
 controller and reward normalizer (`state.pt`) and each rank's RNGs, so a resumed run repeats an
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.checkpoints import read_checkpoint, write_checkpoint
+from common.training.checkpoints import read_checkpoint, write_checkpoint
 
 
 def save_checkpoint(run_dir: Path, step: int, trainer, mixer_state: dict, keep: int) -> Path:

@@ -6,7 +6,7 @@ at position P + t − 1: `logits[:, P-1:-1]`.
 
 Models: the actor (`PolicyModel`: the language model, LoRA-wrapped or full, plus an optional
 value head) and the critic (a separate value model, or that head) train through
-`common.engines.Trainable` — plain PyTorch alone, DeepSpeed ZeRO-2/3 across ranks. With DeepSpeed
+`common.training.engines.Trainable` — plain PyTorch alone, DeepSpeed ZeRO-2/3 across ranks. With DeepSpeed
 each rank rolls out and trains on its own share of the step's prompts; gradients are averaged.
 """
 
@@ -16,21 +16,19 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from common import distributed
 from common.config import ConfigError
-from common.engines import Trainable, inference_module, zero_stage
-from common.lora import peft_config
-from common.memory import peak_memory_gb
-from common.models import load_model_and_tokenizer
-from common.precision import autocast
-from common.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
-from common.prompts import Prompt
+from common.data.prompts import Prompt
+from common.models.precision import autocast
+from common.models.prefix import decoder_of, first_trainable_layer, layers_only, prefix_hidden
+from common.planning.measure import peak_memory_gb
+from common.training.engines import Trainable, inference_module, zero_stage
 from ppo.config import PPOStageConfig
+from ppo.experience import Experience
 from ppo.losses import (
     AdaptiveKLController,
     FixedKLController,
@@ -49,83 +47,10 @@ from ppo.losses import (
     token_rewards,
     value_loss,
 )
+from ppo.models import Critic, PolicyModel, wrap_lora
 
 # (prompts, responses, experience) → scores (B,)
 ScoreFn = Callable[[list[Prompt], list[str], "Experience"], torch.Tensor]
-
-
-@dataclass
-class Experience:
-    """One rollout batch; every tensor carries its meaning and shape."""
-
-    sequences: torch.Tensor  # (B, P+T) prompt (left-padded) + response token ids
-    attention_mask: torch.Tensor  # (B, P+T) 1 on real tokens
-    response_mask: torch.Tensor  # (B, T) 1 on response tokens up to and including EOS
-    prompt_len: int  # P
-    ended: torch.Tensor  # (B,) bool: the response produced EOS
-    logprobs: torch.Tensor | None = None  # (B, T) log π_old(a_t | s_t)
-    ref_logprobs: torch.Tensor | None = None  # (B, T) log π_ref(a_t | s_t)
-    values: torch.Tensor | None = None  # (B, T) V_old(s_t); None without a critic
-    scores: torch.Tensor | None = None  # (B,) sequence reward (normalized, clipped, penalties applied)
-    kl: torch.Tensor | None = None  # (B, T) per-token KL estimate
-    advantages: torch.Tensor | None = None  # (B, T)
-    returns: torch.Tensor | None = None  # (B, T) GAE's value targets; None without a critic
-    policy_prefix: torch.Tensor | None = None  # (B, P+T, H) policy's frozen lower layers' output (prefix cache)
-    critic_prefix: torch.Tensor | None = None  # (B, P+T, H) the critic's
-
-    @property
-    def responses(self) -> torch.Tensor:  # (B, T)
-        return self.sequences[:, self.prompt_len :]
-
-
-class Critic(nn.Module):
-    """A transformer backbone with a scalar head applied at every position: V(s_t)."""
-
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None) -> torch.Tensor:  # (B, L)
-        hidden = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                               position_ids=position_ids, use_cache=False).last_hidden_state
-        return self.head(hidden).squeeze(-1).float()
-
-
-def build_critic(spec: str, zero_head: bool, freeze_layers: int = 0) -> Critic:
-    from transformers import AutoModelForSequenceClassification
-
-    model, _ = load_model_and_tokenizer(spec, model_class=AutoModelForSequenceClassification, num_labels=1)
-    if zero_head:  # a fresh head starts predicting 0 rather than noise
-        nn.init.zeros_(model.score.weight)
-    backbone = model.base_model
-    if freeze_layers > 0:  # backpropagation stops at the first trained layer: cheaper steps
-        backbone.embed_tokens.requires_grad_(False)
-        for layer in backbone.layers[:freeze_layers]:
-            layer.requires_grad_(False)
-    return Critic(backbone, model.score)
-
-
-class PolicyModel(nn.Module):
-    """The language model π and, when the critic shares its trunk, a value head on its last
-    hidden state. forward → (logits (B, L, V), values (B, L) or None)."""
-
-    def __init__(self, lm: nn.Module, value_head: nn.Module | None = None):
-        super().__init__()
-        self.lm, self.value_head = lm, value_head
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                with_values: bool = False, logits_to_keep: int = 0):
-        want = with_values and self.value_head is not None
-        out = self.lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                      position_ids=position_ids, output_hidden_states=want, use_cache=False, logits_to_keep=logits_to_keep)
-        values = self.value_head(out.hidden_states[-1]).squeeze(-1).float() if want else None
-        return out.logits, values
-
-
-def wrap_lora(lm: nn.Module, cfg: PPOStageConfig) -> nn.Module:
-    from peft import get_peft_model
-
-    return get_peft_model(lm, peft_config(cfg.lora, "CAUSAL_LM"))
 
 
 class PPOTrainer:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from common.config import param
-from common.preferences import PreferenceSource
+from common.data.preferences import PreferenceSource
 from common.training import TrainingOptions
 
 

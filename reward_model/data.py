@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from common.hygiene import HygieneReport
-from common.preferences import PreferenceGroup, prepare_groups
-from common.reward import encode_response
+from common.data.hygiene import HygieneReport
+from common.data.preferences import PreferenceGroup, prepare_groups
+from common.rewards.scorer import encode_response
 from reward_model.config import RMStageConfig
 
 
@@ -36,7 +36,7 @@ def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: st
 
 
 def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
-    """Read, clean, split by prompt and mix (`common.preferences.prepare_groups`), then tokenize;
+    """Read, clean, split by prompt and mix (`common.data.preferences.prepare_groups`), then tokenize;
     raises DataError (file:line) before any output exists."""
     mixed, val, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
     return PreparedPreferences(

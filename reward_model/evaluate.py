@@ -15,10 +15,10 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
-from common.cli import run_stage
 from common.data import DataError
-from common.preferences import PREFERENCE_FORMATS, read_preferences
-from common.reward import load_reward_scorer
+from common.data.preferences import PREFERENCE_FORMATS, read_preferences
+from common.rewards.scorer import load_reward_scorer
+from common.stage import run_stage
 from reward_model.metrics import format_metrics, preference_metrics
 
 

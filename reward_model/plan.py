@@ -1,9 +1,9 @@
-"""Memory plan of the reward-model stage (common/memplan.py): a backbone with a scalar head,
+"""Memory plan of the reward-model stage (common/planning/formulas.py): a backbone with a scalar head,
 each micro-batch `batch_size` groups of 2 replies (chosen, rejected) of up to `max_length` tokens."""
 
 from __future__ import annotations
 
-from common.memplan import Plan, Setup, resolve_arch, trained_model, training_phase
+from common.planning.formulas import Plan, Setup, resolve_arch, trained_model, training_phase
 from reward_model.config import RMStageConfig
 
 

@@ -15,7 +15,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from common.data import DataError, Message, read_chats
-from common.hygiene import HygieneReport, exact_duplicates, mix_by_weight, near_duplicates, split_indices
+from common.data.hygiene import HygieneReport, exact_duplicates, mix_by_weight, near_duplicates, split_indices
 from sft.config import SFTStageConfig
 
 

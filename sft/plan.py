@@ -1,9 +1,9 @@
-"""Memory plan of the SFT stage (common/memplan.py): one model trained on micro-batches of
+"""Memory plan of the SFT stage (common/planning/formulas.py): one model trained on micro-batches of
 `batch_size` chats of up to `max_length` tokens, the LM head's logits over every position."""
 
 from __future__ import annotations
 
-from common.memplan import Plan, Setup, resolve_arch, trained_model, training_phase
+from common.planning.formulas import Plan, Setup, resolve_arch, trained_model, training_phase
 from sft.config import SFTStageConfig
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from common import training
-from common.generate import chat
 from common.models import load_model_and_tokenizer
+from common.models.generate import chat
 from sft.config import SFTStageConfig
 from sft.data import PreparedData
 
@@ -17,8 +17,9 @@ SAMPLE_PROMPTS = ["What should I do if I have a mild headache?", "Explain what a
 def build_trainer(cfg: SFTStageConfig, run_dir: Path, data: PreparedData, model, tokenizer):
     from trl import SFTConfig, SFTTrainer
 
+    parts = training.trainer_parts(cfg, run_dir, data.validation is not None)
     args = SFTConfig(
-        **training.trainer_kwargs(cfg, run_dir, data.validation is not None, training.tracking(cfg, run_dir)),
+        **parts.args,
         max_length=cfg.max_length,
         packing=cfg.packing,
         assistant_only_loss=cfg.assistant_only_loss,
@@ -31,7 +32,7 @@ def build_trainer(cfg: SFTStageConfig, run_dir: Path, data: PreparedData, model,
         eval_dataset=data.validation,
         processing_class=tokenizer,
         peft_config=training.lora_config(cfg, "CAUSAL_LM"),
-        callbacks=training.callbacks(cfg, run_dir),
+        callbacks=parts.callbacks,
     )
 
 

@@ -1,10 +1,10 @@
-"""Uncertainty and selection (common/acquisition.py) on hand-worked numbers."""
+"""Uncertainty and selection (annotation_ui/acquisition.py) on hand-worked numbers."""
 
 import math
 
 import pytest
 
-from common.acquisition import (
+from annotation_ui.acquisition import (
     Candidate,
     ensemble_disagreement,
     margin_uncertainty,
@@ -85,7 +85,7 @@ def test_random_is_seeded_and_budget_beyond_the_pool_is_an_error():
 
 
 def test_a_reward_model_says_how_sure_it_is_of_a_ranking(tiny_reward_model):
-    from common.reward import load_reward_scorer, ranking_uncertainty
+    from common.rewards.scorer import load_reward_scorer, ranking_uncertainty
 
     scorer = load_reward_scorer(str(tiny_reward_model))
     replies = ["Sure, here is how.", "No.", "Sure, here is how."]

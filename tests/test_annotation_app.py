@@ -15,8 +15,8 @@ import pytest
 
 from annotation_ui.store import Store
 
-from conftest import free_port
 from helpers.annotation import PASSWORD, PATIENCE_S, ApiError, call, login, seed, start, stop, task
+from helpers.stages import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 
 from annotation_ui.store import Store
 
-from conftest import free_port
 from helpers.annotation import PASSWORD, seed, start, stop, task
+from helpers.stages import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -162,9 +162,12 @@ def test_two_annotators_rank_skip_flag_revise_and_the_export_matches(browser, tm
         # the language switch relabels the page
         alice.page.locator("#rk-lang label", has_text="中文").click()
         alice.page.locator("#rk-submit").filter(has_text="提交排序").wait_for(timeout=SIGNAL)
-        assert alice.page.get_by_role("tab", name="我的标注").count() == 1
+        for tab in ("标注", "我的标注"):  # every tab relabels (the updates land one by one: wait on each)
+            alice.page.get_by_role("tab", name=tab, exact=True).wait_for(timeout=SIGNAL)
         alice.page.locator("#rk-lang label", has_text="English").click()
         alice.page.locator("#rk-submit").filter(has_text="Submit ranking").wait_for(timeout=SIGNAL)
+        for tab in ("Label", "My labels"):
+            alice.page.get_by_role("tab", name=tab, exact=True).wait_for(timeout=SIGNAL)
 
         for who in (alice, bob):
             assert not who.dialogs and not who.errors, (who.dialogs, who.errors)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from common.agreement import (
+from annotation_ui.agreement import (
     cohen,
     decisions,
     gold_accuracy,

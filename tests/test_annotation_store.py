@@ -13,7 +13,7 @@ from annotation_ui.export import build_rows, export
 from annotation_ui.store import Store, StoreError
 from annotation_ui.tasks import read_tasks
 from common.data import DataError
-from common.preferences import read_preferences
+from common.data.preferences import read_preferences
 
 
 def task(i: int, k: int = 3) -> dict:
@@ -175,7 +175,7 @@ def test_command_line_users_import_export(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers.stages import REPO
 
     db, env = tmp_path / "cli.db", {**os.environ, "ANNOTATION_PASSWORD": "s3cret-pass", "PYTHONPATH": str(REPO)}
 
@@ -282,7 +282,7 @@ def test_annotators_under_the_agreement_floor_are_flagged_and_can_be_left_out(tm
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers.stages import REPO
 
     cli = [sys.executable, "-m", "annotation_ui", "--db", str(tmp_path / "labels.db"), "export"]
     proc = subprocess.run([*cli, str(tmp_path / "cli"), "--floor", "0.75"], cwd=REPO, capture_output=True, text=True)

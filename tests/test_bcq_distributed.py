@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from common.tracking import read_metrics
 
-from conftest import make_two_processes
+from helpers.stages import make_two_processes
 
 pytestmark = pytest.mark.slow
 

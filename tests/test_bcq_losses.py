@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from bcq_offline.constraint import allowed_actions, constrain
 from bcq_offline.losses import (
     double_q_targets,
     polyak_update,
     td_loss,
     token_rewards,
 )
-from common.bcq.constraint import allowed_actions, constrain
 
 
 def logp(*probs: float) -> torch.Tensor:

@@ -12,12 +12,12 @@ import pytest
 
 from bcq_offline.__main__ import main
 from bcq_offline.data import read_logged
-from common.bcq.decode import constrained_generate
-from common.bcq.saving import load_bcq
+from bcq_offline.decode import constrained_generate
+from bcq_offline.saving import load_bcq
 from common.data import DataError
 from common.tracking import read_metrics
 
-from conftest import REPO, assert_same_metrics, run_killed_at_step
+from helpers.stages import REPO
 
 TINY = str(REPO / "configs/bcq_offline/tiny.yaml")
 DATA = f"[{{path: {REPO}/data/samples/logged_responses.jsonl}}]"
@@ -65,16 +65,11 @@ def test_generate_cli_answers_from_a_saved_model(tiny_model_dir, tmp_path):
     assert [a["prompt"] for a in answers] == ["Say hello.", "你好"] and all("response" in a for a in answers)
 
 
-def test_bad_rows_name_file_and_line(tmp_path, tiny_model_dir):
+def test_bad_rows_name_file_and_line(tmp_path):
     bad = tmp_path / "logged.jsonl"
     bad.write_text('{"prompt": "hi", "response": "hello", "reward": 1}\n{"prompt": "hi", "response": "x", "reward": "high"}\n')
     with pytest.raises(DataError, match=r"logged\.jsonl:2: 'reward' must be a finite number"):
         read_logged(str(bad))
-    bad.write_text('{"prompt": "hi", "response": "hello", "reward": 1, "domain": "astrology"}\n')
-    with pytest.raises(DataError, match=r"logged\.jsonl:1: unknown domain 'astrology'"):
-        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
-              "--data", f"[{{path: {bad}}}]"])
-    assert not (tmp_path / "out").exists()
 
 
 def test_rank_and_score_mappings(tmp_path):
@@ -87,14 +82,6 @@ def test_rank_and_score_mappings(tmp_path):
         ("a", 0.0), ("b", 1.0), ("c", -1.0), ("good", 1.0), ("bad", -1.0), ("r", 0.25)]
     assert skipped == 0
 
-
-def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
-    main(args(tiny_model_dir, tmp_path / "a"))
-    args_b = args(tiny_model_dir, tmp_path / "b")
-    run_killed_at_step("bcq_offline", 5, args_b)
-    assert not (tmp_path / "b/tiny/model").exists()
-    main(args_b)  # resumes from step-4
-    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)
 
 
 def test_behaviour_cloning_makes_g_part_of_the_saved_model(tiny_model_dir, tmp_path):
@@ -109,8 +96,8 @@ def test_behaviour_cloning_makes_g_part_of_the_saved_model(tiny_model_dir, tmp_p
 
 
 def test_rewards_recomputed_with_the_domain_mixer():
-    from bcq_offline.__main__ import recompute_rewards
     from bcq_offline.data import LoggedResponse
+    from bcq_offline.run import recompute_rewards
     from common.models import load_tokenizer
     from common.rewards.mixer import load_domains
 

@@ -10,12 +10,12 @@ import torch
 
 from bcq_offline.config import BCQStageConfig
 from bcq_offline.data import LoggedResponse
+from bcq_offline.decode import constrained_generate
+from bcq_offline.model import build_bcq_model
 from bcq_offline.trainer import BCQTrainer, encode_records
-from common.bcq.decode import constrained_generate
-from common.bcq.model import build_bcq_model
 from common.config import parse_args
-from common.lora import LoraSettings
 from common.models import load_model_and_tokenizer
+from common.models.lora import LoraSettings
 
 # logged responses to every prompt, each with its reward: the best one is known ("yes")
 REWARD = {"yes": 1.0, "no": 0.0, "maybe": 0.2, "ok": 0.0}
@@ -73,7 +73,7 @@ def test_target_network_moves_by_polyak_averaging(tiny_model_dir, q_trunk, q_hea
 def test_target_forward_computes_with_the_target_weights_and_leaves_the_online_ones(tiny_model_dir):
     import copy
 
-    from common.bcq.model import target_q
+    from bcq_offline.model import target_q
 
     trainer = make_trainer(tiny_model_dir, "--q_trunk", "separate")
     model = trainer.model
@@ -192,7 +192,7 @@ def test_bf16_precision_trains_the_head(tiny_model_dir):
 
 
 def test_a_saved_bilinear_model_reloads_with_the_same_q(tiny_model_dir, tmp_path):
-    from common.bcq.saving import load_bcq, save_bcq
+    from bcq_offline.saving import load_bcq, save_bcq
 
     trainer = make_trainer(tiny_model_dir, "--q_head", "bilinear")
     records = [LoggedResponse(p, w, r) for p in PROMPTS for w, r in REWARD.items()]

@@ -11,11 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from common.data import DataError
 from common.tracking import read_metrics
 from dpo.__main__ import main
 
-from conftest import REPO, make_two_processes, run_killed_at_step
+from helpers.stages import REPO, make_two_processes
 
 TINY = str(REPO / "configs/dpo/tiny.yaml")
 SAMPLES = REPO / "data/samples/preferences.jsonl"
@@ -61,8 +60,8 @@ def test_every_loss_type_trains(loss, extra, tiny_model_dir, tmp_path):
 
 def test_rankings_become_every_ordered_pair_and_long_pairs_are_cut_not_dropped(tiny_model_dir, tmp_path):
     from common.config import parse_args
+    from common.data.preferences import PreferenceGroup
     from common.models import load_tokenizer
-    from common.preferences import PreferenceGroup
     from dpo.config import DPOStageConfig
     from dpo.data import pairs_of, prepare
 
@@ -81,24 +80,6 @@ def test_rankings_become_every_ordered_pair_and_long_pairs_are_cut_not_dropped(t
     assert any(row["prompt"][0]["content"].startswith("word") for row in prepared.train)  # kept, not dropped
 
 
-def test_a_bad_row_names_file_and_line_and_nothing_is_written(tiny_model_dir, tmp_path):
-    bad = tmp_path / "prefs.jsonl"
-    bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "responses": ["a"], "ranks": [1]}\n')
-    with pytest.raises(DataError, match=r"prefs\.jsonl:2: a ranking needs at least 2 responses"):
-        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
-              "--data", f"[{{path: {bad}}}]"])
-    assert not (tmp_path / "out").exists()
-
-
-def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_path):
-    common = ["--max_steps", "8", "--save_steps", "4", "--eval_steps", "8"]
-    main(dpo_args(tiny_model_dir, tmp_path / "a", *common))
-    args_b = dpo_args(tiny_model_dir, tmp_path / "b", *common)
-    run_killed_at_step("dpo", 6, args_b)
-    assert not (tmp_path / "b/tiny/model").exists()
-    main(args_b)
-    last = [[r for r in read_metrics(tmp_path / n / "tiny") if "loss" in r][-1]["loss"] for n in ("a", "b")]
-    assert last[1] == pytest.approx(last[0], abs=1e-5)
 
 
 @pytest.mark.slow

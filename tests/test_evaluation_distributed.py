@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, free_port
+from helpers.stages import REPO, VENV_BIN, free_port
 
 pytestmark = pytest.mark.slow
 

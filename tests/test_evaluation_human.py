@@ -14,8 +14,8 @@ import pytest
 from annotation_ui.store import Store
 from evaluation.__main__ import main
 
-from conftest import REPO, free_port
 from helpers.annotation import call, login, seed, start, stop, task
+from helpers.stages import REPO, free_port
 
 pytestmark = pytest.mark.slow
 TINY = str(REPO / "configs/evaluation/tiny.yaml")

@@ -12,13 +12,13 @@ import pytest
 
 from common.config import ConfigError
 from common.data import DataError
+from common.data.prompts import Prompt
 from common.models import ModelNotFoundError
-from common.prompts import Prompt
 from evaluation.__main__ import main
 from evaluation.policies import Reply
 from evaluation.report import table, write_html
 
-from conftest import REPO
+from helpers.stages import REPO
 
 TINY = str(REPO / "configs/evaluation/tiny.yaml")
 

@@ -1,12 +1,12 @@
-"""Batched sampling for evaluation (common/generate.py): the sampler's own choices and log-probabilities."""
+"""Batched sampling for evaluation (common/models/generate.py): the sampler's own choices and log-probabilities."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from common.generate import RecordingSampler, encode_prompts, response_logprobs, sample_batch
 from common.models import load_model_and_tokenizer
+from common.models.generate import RecordingSampler, encode_prompts, response_logprobs, sample_batch
 
 
 def test_the_sampler_draws_from_the_tempered_distribution():

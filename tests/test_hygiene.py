@@ -1,4 +1,4 @@
-from common.hygiene import HygieneReport, exact_duplicates, near_duplicates, split_indices
+from common.data.hygiene import HygieneReport, exact_duplicates, near_duplicates, split_indices
 
 BASE = (
     "The patient should take the medicine twice a day with food and drink plenty of water "

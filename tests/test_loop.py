@@ -12,8 +12,8 @@ import pytest
 
 from annotation_ui.store import Store
 
-from conftest import REPO, free_port
 from helpers.annotation import call, login, seed, start, stop
+from helpers.stages import REPO, free_port
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}

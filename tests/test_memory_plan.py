@@ -5,12 +5,13 @@ stage refusing a run that cannot fit."""
 import pytest
 
 from common.config import ConfigError, parse_args
-from common.memplan import PlanError, Setup, kv_cache_bytes, model_states, resolve_arch
-from common.plan import STAGES, main, plan_for, suggestions
+from common.planning.formulas import PlanError, Setup, kv_cache_bytes, model_states, resolve_arch
+from common.planning.preflight import suggestions
+from tools.plan import STAGES, main, plan_for
 
-from conftest import REPO
+from helpers.stages import REPO
 
-# The tiny Llama (common/tiny_model.py): h 32, I 64, 2 layers, 4 heads of 8, 2 KV heads, V 512, untied.
+# The tiny Llama (common/models/tiny.py): h 32, I 64, 2 layers, 4 heads of 8, 2 KV heads, V 512, untied.
 #   embeddings 512·32 = 16384; a layer: q 32·32 + k 32·16 + v 32·16 + o 32·32 = 3072, MLP 3·32·64 = 6144,
 #   2 norms 64 → 9280; two layers 18560; final norm 32; LM head 16384.  Ψ = 51360.
 PSI = 51360
@@ -63,7 +64,7 @@ def test_kv_cache_by_hand(tiny):
 
 
 def test_autocast_keeps_activations_fp32_sized_and_logits_bf16(tiny):
-    from common.memplan import activation_bytes, logits_bytes
+    from common.planning.formulas import activation_bytes, logits_bytes
 
     autocast, deepspeed_bf16, fp32 = Setup(bf16=True), Setup(bf16=True, zero=2), Setup()
     assert (autocast.act_bytes, autocast.out_bytes) == (4, 2)  # fp32 weights, bf16 matmul outputs
@@ -85,9 +86,7 @@ def sft_cfg(*extra):
 
 
 def _cls(stage):
-    from common.plan import _load
-
-    return _load(STAGES[stage][0])
+    return STAGES[stage][0]
 
 
 def test_an_sft_plan_for_the_tiny_model_against_the_hand_worked_table():
@@ -135,7 +134,7 @@ def test_suggestions_fit_when_the_plan_does_not():
     cfg = sft_cfg("--finetune", "full", "--batch_size", "64", "--max_length", "256", "--precision", "fp32")
     setup = Setup(device="cpu", device_gb=plan_for("sft", cfg, Setup(device="cpu")).total / 2**30 * 0.8)
     assert plan_for("sft", cfg, setup).fits() is False
-    changes = suggestions("sft", cfg, setup)
+    changes = suggestions(STAGES["sft"][1], cfg, setup)
     assert any(fits for _, _, fits in changes)
     assert [c for c, _, fits in changes if fits][0].startswith(("half the micro-batch", "gradient checkpointing"))
 
@@ -157,7 +156,7 @@ def test_bad_input_is_one_clear_line(argv, message, capsys, monkeypatch):
 
 
 def test_a_broken_deepspeed_config_names_the_file_and_line(tmp_path):
-    from common.memplan import setup_from
+    from common.planning.formulas import setup_from
 
     bad = tmp_path / "ds.json"
     bad.write_text('{"zero_optimization": {"stage": 3,}\n}')

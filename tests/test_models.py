@@ -43,7 +43,7 @@ def test_tiny_model_chat_template_marks_assistant_tokens(tiny_model_dir):
 
 def test_default_model_is_installed_and_answers():
     """`make setup` converted the embedded GGUF into an ordinary folder that chats."""
-    from common.generate import chat
+    from common.models.generate import chat
 
     folder = resolve_model("default")
     config = json.loads(open(f"{folder}/config.json").read())
@@ -59,8 +59,8 @@ def test_a_merged_adapter_loads_trainable_like_full_weights(tiny_model_dir, tmp_
     full fine-tune can start from an SFT (or DPO) adapter folder."""
     from peft import get_peft_model
 
-    from common.lora import LoraSettings, peft_config
     from common.models import load_model_and_tokenizer
+    from common.models.lora import LoraSettings, peft_config
     from common.training import record_adapter_base
 
     base, tok = load_model_and_tokenizer(str(tiny_model_dir))

@@ -19,7 +19,7 @@ import torch
 from common.models import load_model_and_tokenizer
 from common.tracking import read_metrics
 
-from conftest import REPO, VENV_BIN, assert_same_metrics, free_port, make_two_processes
+from helpers.stages import REPO, VENV_BIN, assert_same_metrics, free_port, make_two_processes
 
 pytestmark = pytest.mark.slow
 

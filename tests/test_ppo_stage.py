@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.data import DataError
 from common.models import load_model_and_tokenizer
 from common.tracking import read_metrics
 from ppo.__main__ import main
 
-from conftest import REPO, assert_same_metrics, run_killed_at_step
+from helpers.stages import REPO
 
 TINY = str(REPO / "configs/ppo/tiny.yaml")
 REQUIRED = ("objective/kl", "objective/entropy", "objective/rlhf_reward", "objective/scores", "policy/approxkl_avg",
@@ -41,22 +40,6 @@ def test_tiny_run_logs_every_metric_and_saves_a_loadable_policy(tiny_model_dir, 
     assert model.config.num_hidden_layers == 2
 
 
-def test_bad_prompt_row_names_file_and_line(tiny_model_dir, tmp_path):
-    bad = tmp_path / "p.jsonl"
-    bad.write_text('{"prompt": "hi", "domain": "general"}\n{"prompt": "hi", "domain": "astrology"}\n')
-    with pytest.raises(DataError, match=r"p\.jsonl:2: unknown domain 'astrology'"):
-        main(["--config", TINY, "--policy", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
-              "--prompts", f"[{{path: {bad}}}]"])
-    assert not (tmp_path / "out").exists()
-
-
-def test_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
-    main(args(tiny_model_dir, tmp_path / "a"))
-    args_b = args(tiny_model_dir, tmp_path / "b")
-    run_killed_at_step("ppo", 5, args_b)
-    assert not (tmp_path / "b/tiny/model").exists()
-    main(args_b)  # resumes from step-4
-    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)
 
 
 def test_value_head_on_the_policy_runs_and_checkpoints_without_a_critic(tiny_model_dir, tmp_path):
@@ -96,13 +79,3 @@ def test_critic_free_estimators_build_no_critic_and_log_no_value_figures(estimat
     assert not any(k.startswith("value_head") for k in actor)  # no value head either
     cfg = (run / "config.yaml").read_text()
     assert f"advantage_estimator: {estimator}" in cfg
-
-
-def test_grpo_resume_after_sigkill_repeats_the_uninterrupted_metrics(tiny_model_dir, tmp_path):
-    extra = ("--advantage_estimator", "grpo")
-    main(args(tiny_model_dir, tmp_path / "a", *extra))
-    args_b = args(tiny_model_dir, tmp_path / "b", *extra)
-    run_killed_at_step("ppo", 5, args_b)
-    assert not (tmp_path / "b/tiny/model").exists()
-    main(args_b)
-    assert_same_metrics(tmp_path / "a/tiny", tmp_path / "b/tiny", 6, abs_tol=1e-6)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from common.config import parse_args
+from common.data.prompts import Prompt
 from common.models import load_model_and_tokenizer
-from common.prompts import Prompt
 from ppo.config import PPOStageConfig
-from ppo.trainer import PPOTrainer, build_critic
+from ppo.models import build_critic
+from ppo.trainer import PPOTrainer
 
 PROMPTS = [Prompt([{"role": "user", "content": f"Say something about {w}."}], "general", None, "test")
            for w in ("cats", "rates", "contracts", "code", "health", "rain", "tea", "maps")]
@@ -101,7 +102,7 @@ def test_constant_reward_batch(tiny_model_dir):
 
 
 def test_prompts_longer_than_the_budget_are_skipped_with_a_warning(tiny_model_dir, caplog):
-    from common.prompts import drop_long_prompts
+    from common.data.prompts import drop_long_prompts
 
     _, tok = load_model_and_tokenizer(str(tiny_model_dir))
     long = Prompt([{"role": "user", "content": "word " * 500}], "general", None, "p.jsonl:7")

@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset
 
 from common.data import DataError
-from common.preferences import read_preferences, row_to_group
+from common.data.preferences import read_preferences, row_to_group
 
 PAIR = {"prompt": "q?", "chosen": "good", "rejected": "bad", "domain": "legal"}
 

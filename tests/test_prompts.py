@@ -8,10 +8,10 @@ import pytest
 
 from common.config import ConfigError, from_dict, load_yaml
 from common.data import DataError
-from common.prompts import PromptSource, load_prompts, row_slice
+from common.data.prompts import PromptSource, load_prompts, row_slice
 from common.rewards.mixer import load_domains
 
-from conftest import REPO
+from helpers.stages import REPO
 
 DOMAINS = set(load_domains(REPO / "configs/domains"))
 

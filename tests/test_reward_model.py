@@ -12,13 +12,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from common.data import DataError
 from common.models import load_model_and_tokenizer
-from common.reward import load_reward_scorer
+from common.rewards.scorer import load_reward_scorer
 from common.tracking import read_metrics
 from reward_model.__main__ import main
 
-from conftest import REPO, make_two_processes, run_killed_at_step
+from helpers.stages import REPO, make_two_processes
 
 TINY = str(REPO / "configs/reward_model/tiny.yaml")
 SAMPLES = str(REPO / "data/samples/preferences.jsonl")
@@ -100,27 +99,6 @@ def test_lora_reward_model_on_an_sft_adapter_backbone(tiny_model_dir, tmp_path):
     assert scores.shape == (3,) and scores.std() > 0
 
 
-def test_malformed_preferences_stop_before_anything_is_written(tiny_model_dir, tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "responses": ["a"], "ranks": [1]}\n')
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: a ranking needs at least 2 responses"):
-        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / "out"),
-              "--data", f"[{{path: {bad}}}]"])
-    assert not (tmp_path / "out").exists()
-
-
-def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_path):
-    common = ["--max_steps", "12", "--save_steps", "4", "--eval_steps", "12", "--logging_steps", "1"]
-    main(rm_args(tiny_model_dir, tmp_path / "a", *common))
-    args_b = rm_args(tiny_model_dir, tmp_path / "b", *common)
-    run_killed_at_step("reward_model", 10, args_b)
-    assert not (tmp_path / "b/tiny/model").exists()
-    main(args_b)
-    a, b = summary(tmp_path / "a/tiny"), summary(tmp_path / "b/tiny")
-    assert b["resumed_from"].endswith("checkpoint-8")
-    assert b["eval_loss"] == pytest.approx(a["eval_loss"], abs=1e-6)
-    last = [[m["loss"] for m in read_metrics(tmp_path / r / "tiny") if "loss" in m][-1] for r in ("a", "b")]
-    assert last[0] == pytest.approx(last[1], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -164,7 +142,7 @@ def test_evaluate_skips_and_counts_dialogues_that_diverge_early_like_training(ti
 def test_a_reward_model_folder_as_the_model_is_a_warm_start_keeping_its_head(tiny_reward_model):
     from common.config import parse_args
     from reward_model.config import RMStageConfig
-    from reward_model.trainer import build_model, warm_start
+    from reward_model.train import build_model, warm_start
 
     cfg = parse_args(RMStageConfig, ["--config", str(REPO / "configs/reward_model/tiny.yaml"), "--model",
                                      str(tiny_reward_model), "--head_init", "zero", "--finetune", "full"])
@@ -177,7 +155,7 @@ def test_a_reward_model_folder_as_the_model_is_a_warm_start_keeping_its_head(tin
 
 
 def test_the_hash_split_keeps_every_prompt_on_its_side_as_labels_are_added():
-    from common.preferences import PreferenceGroup, split_by_prompt
+    from common.data.preferences import PreferenceGroup, split_by_prompt
 
     def groups(n):
         return [PreferenceGroup([{"role": "user", "content": f"prompt {i}"}], ["a", "b"], [1, 2]) for i in range(n)]

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from common.config import ConfigError
+from common.data.text import words
 from common.rewards.accuracy import exact_match, final_number, final_number_of, lcs_length, rouge_l, token_f1
 from common.rewards.diversity import distinct_n, diversity_scores, non_repetition
 from common.rewards.efficiency import length_score
 from common.rewards.mixer import DomainConfig, RewardMixer, RewardWeights, RunningNorm, Sample, load_domains
-from common.text import words
 
 
 def test_reference_metrics():

@@ -19,7 +19,7 @@ from sft import data as sft_data
 from sft.__main__ import main
 from sft.config import SFTStageConfig
 
-from conftest import REPO, VENV_BIN, run_killed_at_step
+from helpers.stages import REPO, VENV_BIN
 
 TINY = str(REPO / "configs/sft/tiny.yaml")
 SAMPLES = str(REPO / "data/samples/sft_chat.jsonl")
@@ -142,13 +142,6 @@ def test_full_finetune_changes_every_weight(tiny_model_dir, tmp_path):
     assert changed == total
 
 
-def test_finished_run_is_not_overwritten_by_accident(tiny_model_dir, tmp_path):
-    from common.runs import RunExistsError
-
-    run_tiny(tiny_model_dir, tmp_path, "--max_steps", "2")
-    with pytest.raises(RunExistsError, match="already holds a finished run"):
-        run_tiny(tiny_model_dir, tmp_path, "--max_steps", "2")
-
 
 def test_wandb_offline_run_holds_the_training_loss(tiny_model_dir, tmp_path):
     run = run_tiny(tiny_model_dir, tmp_path, "--max_steps", "3")
@@ -171,33 +164,6 @@ def test_early_stopping_ends_the_run_when_validation_stops_improving(tiny_model_
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == 4, "first eval sets the best, the second fails the threshold"
 
-
-def final_step_figures(run: Path) -> tuple[float, float]:
-    metrics = read_metrics(run)
-    last_loss = [m for m in metrics if "loss" in m and m["step"] == 12][-1]["loss"]
-    eval_loss = json.loads((run / "summary.json").read_text())["eval_loss"]
-    return last_loss, eval_loss
-
-
-def test_resume_after_sigkill_reaches_the_same_final_loss(tiny_model_dir, tmp_path):
-    common = ["--data", f"[{{path: {SAMPLES}}}]", "--max_steps", "12", "--save_steps", "4", "--eval_steps", "12",
-              "--lora.dropout", "0.1", "--learning_rate", "0.01"]
-    straight = run_tiny(tiny_model_dir, tmp_path / "a", *common[2:])
-
-    killed_args = tiny_args(tiny_model_dir, tmp_path / "b", *common)
-    run_killed_at_step("sft", 10, killed_args)
-    run_b = tmp_path / "b/tiny"
-    assert not (run_b / "model").exists(), "a killed run must not leave a final model"
-    assert sorted(p.name for p in (run_b / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
-
-    main(killed_args)  # resume: auto picks checkpoint-8
-    assert json.loads((run_b / "summary.json").read_text())["resumed_from"].endswith("checkpoint-8")
-    assert final_step_figures(run_b) == pytest.approx(final_step_figures(straight), abs=1e-6)
-    loss_steps = [[m["step"] for m in read_metrics(run) if "loss" in m] for run in (straight, run_b)]
-    assert loss_steps[0] == loss_steps[1], "rows logged after checkpoint-8 and before the kill are not repeated"
-    a = load_file(straight / "model/adapter_model.safetensors")
-    b = load_file(run_b / "model/adapter_model.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_packing_trains_on_packed_sequences(tiny_model_dir, tmp_path):

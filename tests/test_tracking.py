@@ -21,7 +21,7 @@ import pytest
 
 from common.tracking import read_metrics
 
-from conftest import REPO, free_port, run_killed_at_step
+from helpers.stages import REPO, free_port, run_killed_at_step
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
@@ -160,7 +160,7 @@ def test_provenance_names_commit_config_and_content_hashes(tracked):
 
 
 def test_provenance_follows_an_adapter_to_its_base(tmp_path):
-    from common.provenance import describe, provenance
+    from common.tracking.provenance import describe, provenance
 
     base = tmp_path / "base"
     base.mkdir()
@@ -216,7 +216,7 @@ def test_an_unknown_tracker_is_one_line_naming_the_key_and_the_choices(tmp_path)
 
 
 def dashboard(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.dashboard", *args], cwd=REPO, env=env or ENV,
+    return subprocess.run([sys.executable, "-m", "tools.dashboard", *args], cwd=REPO, env=env or ENV,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -251,7 +251,7 @@ def test_dashboard_shows_a_finished_run_in_chromium(tracked, tmp_path):
 
     port = free_port()
     env = {**ENV, "TRACKIO_DIR": str(tmp_path / "trackio")}
-    server = subprocess.Popen([sys.executable, "-m", "common.dashboard", "--runs", str(tracked), "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "tools.dashboard", "--runs", str(tracked), "--port", str(port),
                                "--no_browser"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     url = f"http://127.0.0.1:{port}/"

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 
-from common.text import words
+from common.data.text import words
 
 
 def exact_match(prediction: str, reference: str) -> float:

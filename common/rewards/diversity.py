@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.text import ngrams, words
+from common.data.text import ngrams, words
 
 
 def distinct_n(responses: list[str], n: int = 2) -> float:

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 
 import ppo.__main__ as stage  # noqa: E402
-from common.cli import run_stage  # noqa: E402
+import ppo.run  # noqa: E402
+from common.stage import run_stage  # noqa: E402
 
 TARGETS = torch.arange(100, 164)
 
@@ -27,5 +28,5 @@ class TargetTokenRate:
         return hits.sum(dim=1) / exp.response_mask.sum(dim=1)
 
 
-stage.MixedReward = TargetTokenRate
+ppo.run.MixedReward = TargetTokenRate
 sys.exit(run_stage(stage.main))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from common.text import ngrams, words
+from common.data.text import ngrams, words
 
 
 @dataclass

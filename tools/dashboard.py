@@ -1,4 +1,4 @@
-"""make dashboard  (= python -m common.dashboard): every run under runs/ in a local browser dashboard.
+"""make dashboard  (= python -m tools.dashboard): every run under runs/ in a local browser dashboard.
 
 The dashboard is trackio's (Hugging Face's local-first tracker: a SQLite store and a web
 dashboard, no account, nothing leaves the machine). Every stage writes `<run>/metrics.jsonl`
@@ -11,8 +11,8 @@ every few seconds while it runs (a run still training grows on screen); a run th
 project (the recipe's `project`, `rlhfkit` by default) in the same store: pick it in the dashboard.
 
     make dashboard                                    # http://127.0.0.1:7870
-    python -m common.dashboard --port 7871 --no_browser
-    python -m common.dashboard --sync_only            # copy, do not serve
+    python -m tools.dashboard --port 7871 --no_browser
+    python -m tools.dashboard --sync_only            # copy, do not serve
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _keep_syncing(root: Path, project: str, every: float, stop: threading.Event)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m common.dashboard", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.dashboard", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="runs", help="folder of run folders (default: runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -1,4 +1,4 @@
-"""Reward-model training steps: the backbone with a scalar head, a collator that flattens
+"""Reward-model training: the backbone with a scalar head, a collator that flattens
 preference groups into one batch of sequences, and a `Trainer` whose loss sees whole groups.
 
 TRL's `RewardTrainer` takes pairs only and drops (rather than truncates) long ones; groups of
@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, Trainer
 
 from common.models import load_model_and_tokenizer
-from common.reward import pad_batch
+from common.rewards.scorer import pad_batch
 from reward_model.config import RMStageConfig
 from reward_model.losses import bradley_terry_loss, plackett_luce_loss, rank_gap_margins, score_margins
 from reward_model.metrics import preference_metrics
@@ -26,7 +26,7 @@ def warm_start(spec: str) -> bool:
     from pathlib import Path
 
     from common.models import resolve_model
-    from common.reward import REWARD_CONFIG
+    from common.rewards.scorer import REWARD_CONFIG
 
     try:
         return (Path(resolve_model(spec)) / REWARD_CONFIG).is_file()
@@ -136,3 +136,26 @@ def metrics_fn(domain_names: list[str]):
         return preference_metrics(rewards, ranks, domains)
 
     return compute
+
+
+def build_trainer(cfg: RMStageConfig, run_dir, data, model, tokenizer) -> PreferenceTrainer:
+    """The preference Trainer over `data` (prepared groups), with the shared trainer options."""
+    from transformers import TrainingArguments
+
+    from common import training
+
+    splits = [data.train] + ([data.validation] if data.validation is not None else [])
+    domains = sorted({d for split in splits for d in split["domain"]})
+    max_group = max(len(r) for split in splits for r in split["ranks"])
+    parts = training.trainer_parts(cfg, run_dir, data.validation is not None)
+    return PreferenceTrainer(
+        model=model,
+        args=TrainingArguments(**parts.args, remove_unused_columns=False),
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        processing_class=tokenizer,
+        data_collator=GroupCollator(tokenizer.pad_token_id, max_group, {d: i for i, d in enumerate(domains)}),
+        compute_metrics=metrics_fn(domains),
+        callbacks=parts.callbacks,
+        rm_config=cfg,
+    )

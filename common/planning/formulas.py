@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GiB = 2**30
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIGS = REPO / "configs" / "models"  # config.json of hub models, for planning without the hub
 
 
@@ -229,7 +229,7 @@ def setup_from(ds_path: str | None, precision: str, world: int, device_gb: float
 
 
 def _cpu_bf16() -> bool:
-    from common.precision import resolve_precision
+    from common.models.precision import resolve_precision
 
     return resolve_precision("auto") == "bf16"
 
@@ -305,7 +305,7 @@ def logits_bytes(arch: Arch, sequences: int, positions: int, setup: Setup, grad:
     output's dtype (4 + a) — 2a + 12 bytes an element; `entropy` (a loss term or a logged figure
     over the whole distribution: softmax and its product with the log-probs) adds 8. Without
     gradients: the output, its fp32 copy when the output is bf16 (`.float()` of fp32 is the same
-    tensor) and the log-softmax — a + 8 in bf16, 8 in fp32; `lean` (common.generate's
+    tensor) and the log-softmax — a + 8 in bf16, 8 in fp32; `lean` (common.models.generate's
     response_logprobs, which frees the output before the log-softmax) 8 either way."""
     a = setup.out_bytes
     if grad:
@@ -448,8 +448,8 @@ def longest_prompt_tokens(model_spec: str, sources, domains_dir: str, seed: int,
     """The longest of the recipe's prompts in tokens (chat template applied), at most `cap`; `cap`
     itself when the prompts or the tokenizer are not at hand. Also a note saying which."""
     try:
+        from common.data.prompts import load_prompts
         from common.models import load_tokenizer
-        from common.prompts import load_prompts
         from common.rewards.mixer import load_domains
 
         tokenizer = load_tokenizer(model_spec)

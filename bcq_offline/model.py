@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.lora import LoraSettings, peft_config
-from common.prefix import decoder_of
+from common.models.lora import LoraSettings, peft_config
+from common.models.prefix import decoder_of
 
 
 class FullQHead(nn.Linear):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from common.bcq.model import BCQModel, build_bcq_model
-from common.lora import LoraSettings
+from bcq_offline.model import BCQModel, build_bcq_model
 from common.models import load_model_and_tokenizer
+from common.models.lora import LoraSettings
 from common.runs import publish
 from common.training import base_spec
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from common.config import param
 from common.data import DataError, Message, check_messages, parse_hh_dialogue, read_jsonl, require, unrecognised
-from common.hygiene import HygieneReport, mix_by_weight, split_indices
+from common.data.hygiene import HygieneReport, mix_by_weight, split_indices
 
 PREFERENCE_FORMATS = ("auto", "pairs", "rankings", "hh")
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class PreferenceSource:
 
     path: str = param(help="JSONL file (.jsonl / .jsonl.gz) or a `datasets` folder")
     format: Literal["auto", "pairs", "rankings", "hh"] = param(
-        "auto", help="row shape; auto detects pairs / rankings / HH per row (common/preferences.py)"
+        "auto", help="row shape; auto detects pairs / rankings / HH per row (common/data/preferences.py)"
     )
     weight: float = param(1.0, help="share of this source's training groups: 0.5 = a random half, 2.0 = twice")
 

@@ -33,7 +33,7 @@ def cache_root() -> Path:
     env = os.environ.get("RLHFKIT_CACHE")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if (repo / "pyproject.toml").is_file():
         return repo / ".cache"
     return Path.home() / ".cache" / "rlhfkit"
@@ -55,11 +55,11 @@ def resolve_model(spec: str) -> str:
         if not is_complete_model_dir(folder):
             raise ModelNotFoundError(
                 f"the default model '{DEFAULT_MODEL}' is not installed at {folder}; "
-                "run `make setup` (or `python -m common.default_model`) to install it"
+                "run `make setup` (or `python -m tools.default_model`) to install it"
             )
         return str(folder)
     if spec == TINY_MODEL:
-        from common.tiny_model import build_tiny_model
+        from common.models.tiny import build_tiny_model
 
         folder = builtin_model_dir(TINY_MODEL)
         if not is_complete_model_dir(folder):

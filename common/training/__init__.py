@@ -16,10 +16,11 @@ from transformers import EarlyStoppingCallback
 
 from common import distributed
 from common.config import param
-from common.lora import LoraSettings, peft_config
+from common.data.hygiene import HygieneReport
 from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
-from common.precision import resolve_precision
-from common.runs import CHECKPOINTS, FINAL, RunOptions, publish, resolve_resume
+from common.models.lora import LoraSettings, peft_config
+from common.models.precision import resolve_precision
+from common.runs import CHECKPOINTS, FINAL, RunOptions, open_run_dir, publish, resolve_resume
 from common.tracking import MetricsFileCallback, tracker_run_name, trainer_trackers, truncate_metrics
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,33 @@ def lora_config(cfg: TrainingOptions, task_type: str, modules_to_save: list[str]
     return peft_config(cfg.lora, task_type, modules_to_save) if cfg.finetune == "lora" else None
 
 
-def callbacks(cfg: TrainingOptions, run_dir: Path) -> list:
-    out = [MetricsFileCallback(run_dir), *trainer_trackers(cfg, run_dir)[1]]
+@dataclass
+class TrainerParts:
+    """What a stage's Trainer is built from: `TrainingArguments` keywords (TRL configs take the same)
+    and the callbacks (metrics file, trackers, early stopping)."""
+
+    args: dict[str, Any]
+    callbacks: list
+
+
+def trainer_parts(cfg: TrainingOptions, run_dir: Path, has_validation: bool) -> TrainerParts:
+    """Configure the recipe's trackers once and return the trainer's arguments and callbacks."""
+    report_to, tracker_callbacks = trainer_trackers(cfg, run_dir)
+    callbacks = [MetricsFileCallback(run_dir), *tracker_callbacks]
     if cfg.early_stopping_patience is not None:
-        out.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
-    return out
+        callbacks.append(EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold))
+    return TrainerParts(trainer_kwargs(cfg, run_dir, has_validation, report_to), callbacks)
 
 
-def tracking(cfg: TrainingOptions, run_dir: Path) -> list[str]:
-    """Configure the recipe's trackers; the `report_to` list for transformers' integrations
-    (`callbacks` adds ours)."""
-    return trainer_trackers(cfg, run_dir)[0]
+def open_run(cfg: TrainingOptions, run_dir: Path, report: HygieneReport, notes: tuple[str, ...] = ()) -> None:
+    """After the data passed every check: rank 0 prints the hygiene table (and `notes`) and creates
+    the run folder (config, provenance, data report); every rank waits for it."""
+    if distributed.is_main_process():
+        print("data hygiene:\n" + report.table(), flush=True)
+        for note in notes:
+            print(note, flush=True)
+        open_run_dir(run_dir, cfg, report)
+    distributed.barrier()
 
 
 def train_with_resume(cfg: TrainingOptions, run_dir: Path, trainer) -> dict:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from common.bcq.constraint import allowed_actions, constrain
-from common.bcq.model import BCQModel
+from bcq_offline.constraint import allowed_actions, constrain
+from bcq_offline.model import BCQModel
 from common.data import Message
 
 

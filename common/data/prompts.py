@@ -15,8 +15,8 @@ from typing import Literal
 
 from common.config import param
 from common.data import DataError, Message, parse_hh_dialogue, parse_prompt, require, unrecognised
-from common.hygiene import mix_by_weight
-from common.preferences import read_rows
+from common.data.hygiene import mix_by_weight
+from common.data.preferences import read_rows
 
 log = logging.getLogger(__name__)
 

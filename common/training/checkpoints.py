@@ -87,19 +87,6 @@ def resume_point(resume: str, run_dir: Path) -> Path | None:
     return Path(resume)
 
 
-def claim_run_dir(cfg) -> Path:
-    """Join the process group and check the run folder (rank 0; `overwrite` starts afresh) before
-    anything is built; every rank gets the folder's path."""
-    from common.runs import check_run_dir, run_dir_for
-
-    distributed.init()
-    run_dir = run_dir_for(cfg.output_root, cfg.run_name)
-    if distributed.is_main_process():
-        check_run_dir(run_dir, cfg.overwrite)
-    distributed.barrier()
-    return run_dir
-
-
 def resume(cfg, run_dir: Path, load: Callable[[Path], int]) -> int:
     """The step to start from: 0, or the one `load(checkpoint)` restores (per `cfg.resume`); the
     metrics file is cut back to it so a resumed run's log has no duplicate steps."""
