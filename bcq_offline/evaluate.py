@@ -116,8 +116,10 @@ def summary_line(report: dict, final: Path, run_dir: Path) -> str:
             lines.append(f"  reward-model score, {name:16}: {ci['mean']:+.3f}  [{ci['low']:+.3f}, {ci['high']:+.3f}]")
     if "win_rate_vs_behaviour" in report:
         wr, lc = report["win_rate_vs_behaviour"], report["lc_win_rate_vs_behaviour"]
+        controlled = (f"withheld ({lc['withheld']})" if lc.get("withheld")
+                      else f"{100 * lc['mean']:.0f}% [{100 * lc['low']:.0f}, {100 * lc['high']:.0f}]")
         lines.append(f"  BCQ wins against G in {100 * wr['mean']:.0f}% [{100 * wr['low']:.0f}, {100 * wr['high']:.0f}] "
-                     f"of prompts; length-controlled {100 * lc['mean']:.0f}% [{100 * lc['low']:.0f}, {100 * lc['high']:.0f}]")
+                     f"of prompts; length-controlled {controlled}")
     if "kl_to_behaviour" in report:
         lines.append(f"  KL to G per response {report['kl_to_behaviour']:.2f}; allowed tokens per step "
                      f"{report['allowed_tokens']:.1f}; Q(first token) {report['q_first_token']:+.3f}")

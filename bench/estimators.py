@@ -60,6 +60,8 @@ def training_figures(estimator: str) -> dict:
 
 
 def ci(x: dict, scale: float = 100.0, fmt: str = "{:.0f}") -> str:
+    if x.get("withheld"):  # a length-controlled win-rate the data cannot support; eval.json says why
+        return "withheld"
     return f"{fmt.format(x['mean'] * scale)} [{fmt.format(x['low'] * scale)}, {fmt.format(x['high'] * scale)}]"
 
 

@@ -62,6 +62,17 @@ def win_rate(outcomes: Sequence[float], prompts: Sequence[Hashable], seed: int =
 # Length-controlled win-rate
 # ---------------------------------------------------------------------------------------------
 
+# The win-rate at equal length is read off the fit at Δ = 0; with (almost) every pair on one side
+# of zero that is an extrapolation which the data cannot check — with outcomes independent of
+# length and the policy 50–150 tokens longer, the unchecked fit returned anything from 0 to 1.
+# A tenth of the pairs on each side (an equal-length pair counts for both) keeps the reading
+# within the data.
+MIN_SIDE_SHARE = 0.10
+# Penalties on the length slope, per pair: from "length may explain a lot" (10⁻³) to "length
+# explains nothing" (10², where the fit is the raw win-rate); chosen by cross-validation.
+L2_GRID = tuple(float(10.0**k) for k in np.arange(-3.0, 2.01, 0.5))
+CV_FOLDS = 5
+
 
 def length_feature(length_diff: np.ndarray, scale: float | None = None) -> np.ndarray:
     """tanh(Δ / s): the length difference (policy − baseline, tokens) squashed by its standard
@@ -72,59 +83,145 @@ def length_feature(length_diff: np.ndarray, scale: float | None = None) -> np.nd
     return np.tanh(length_diff / s)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> tuple[float, float]:
-    """(θ, φ) maximising Σ y log p + (1 − y) log(1 − p) − ½·l2·φ², p = σ(θ + φ x), by Newton's method.
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    from scipy.special import expit  # no overflow warnings for a resample that is all wins
 
-    y may be fractional (a tie is ½). The small ridge on the slope φ keeps the fit finite when
-    length separates wins from losses perfectly; the intercept θ is not penalised.
+    return expit(z)
+
+
+def _fit_weighted(x: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: np.ndarray, iters: int = 100) -> np.ndarray:
+    """R logistic fits at once by Newton's method: row r maximises
+    Σᵢ wᵣᵢ [yᵢ log pᵢ + (1 − yᵢ) log(1 − pᵢ)] − ½·l2ᵣ·φ², p = σ(θ + φ x).
+
+    x, y: (n,); weights: (R, n) (a bootstrap resample's counts, or 0/1 for a cross-validation
+    fold); l2: (R,). Returns (R, 2): θ, φ per row. The intercept θ is not penalised.
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    design = np.stack([np.ones_like(x), x], axis=1)  # (n, 2)
-    ridge = np.diag([0.0, l2])
-    beta = np.zeros(2)
+    beta = np.zeros((weights.shape[0], 2))  # (R, 2)
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(design @ beta)))
-        grad = design.T @ (y - p) - ridge @ beta
-        hess = design.T @ (design * (p * (1 - p))[:, None]) + ridge + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
+        p = _sigmoid(beta[:, :1] + beta[:, 1:] * x)  # (R, n)
+        r = weights * (y - p)  # (R, n)
+        g = np.stack([r.sum(1), (r * x).sum(1) - l2 * beta[:, 1]], axis=1)  # (R, 2)
+        h = weights * p * (1 - p)  # (R, n)
+        h00, h01, h11 = h.sum(1) + 1e-9, (h * x).sum(1), (h * x * x).sum(1) + l2 + 1e-9
+        det = h00 * h11 - h01**2
+        step = np.stack([(h11 * g[:, 0] - h01 * g[:, 1]) / det, (h00 * g[:, 1] - h01 * g[:, 0]) / det], axis=1)
         beta = beta + step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return float(beta[0]), float(beta[1])
+    return beta
 
 
-def length_controlled(outcomes: Sequence[float], length_diff: Sequence[float]) -> dict[str, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100) -> tuple[float, float]:
+    """(θ, φ) maximising Σ y log p + (1 − y) log(1 − p) − ½·l2·φ², p = σ(θ + φ x), by Newton's method.
+
+    y may be fractional (a tie is ½). The ridge on the slope φ keeps the fit finite when length
+    separates wins from losses perfectly; the intercept θ is not penalised.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    theta, phi = _fit_weighted(x, y, np.ones((1, x.size)), np.array([l2]), iters)[0]
+    return float(theta), float(phi)
+
+
+def _folds(groups: Sequence[Hashable], k: int, seed: int) -> np.ndarray:
+    """(k, n) 0/1 masks: fold f holds out every pair of a seeded f-th share of the groups."""
+    names = list(dict.fromkeys(groups))
+    order = np.random.default_rng(seed).permutation(len(names))
+    fold_of = {names[j]: i % k for i, j in enumerate(order)}
+    of_pair = np.array([fold_of[g] for g in groups])
+    return (of_pair[None, :] == np.arange(k)[:, None]).astype(float)
+
+
+def choose_l2(x: np.ndarray, y: np.ndarray, groups: Sequence[Hashable], seed: int = 0) -> float:
+    """The per-pair penalty on the length slope (from `L2_GRID`) with the best held-out
+    log-likelihood over k folds of prompts (k = min(5, prompts)); on a tie, the larger penalty.
+    Fewer than 2 prompts: the largest (length is not credited without evidence)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    k = min(CV_FOLDS, len(set(groups)))
+    if k < 2:
+        return L2_GRID[-1]
+    held = _folds(groups, k, seed)  # (k, n)
+    train = np.repeat(1.0 - held, len(L2_GRID), axis=0)  # (k·G, n): fold-major, every penalty
+    l2 = np.tile(np.array(L2_GRID), k) * train.sum(1)
+    beta = _fit_weighted(x, y, train, l2)  # (k·G, 2)
+    p = np.clip(_sigmoid(beta[:, :1] + beta[:, 1:] * x), 1e-12, 1 - 1e-12)
+    loglik = np.repeat(held, len(L2_GRID), axis=0) * (y * np.log(p) + (1 - y) * np.log(1 - p))
+    score = loglik.sum(1).reshape(k, len(L2_GRID)).sum(0)  # (G,) summed over folds
+    best = np.flatnonzero(score >= score.max() - 1e-9 * abs(score.max()))
+    return L2_GRID[int(best[-1])]
+
+
+def length_controlled(outcomes: Sequence[float], length_diff: Sequence[float], prompts: Sequence[Hashable] | None = None,
+                      l2: float | None = None, seed: int = 0) -> dict[str, float]:
     """Win-rate read at zero length difference: σ(θ) of the logistic fit of the outcome on
-    tanh(Δlength / sd); `slope` φ > 0 means the judge favours the longer reply."""
+    tanh(Δlength / sd), with a per-pair ridge `l2` on the slope (None: chosen by `choose_l2`
+    over folds of `prompts`, each pair its own prompt when None); `slope` φ > 0 means the judge
+    favours the longer reply."""
     y, diff = np.asarray(outcomes, dtype=float), np.asarray(length_diff, dtype=float)
-    theta, phi = fit_logistic(length_feature(diff), y)
-    return {"win_rate": 1.0 / (1.0 + math.exp(-theta)), "slope": phi}
+    x = length_feature(diff)
+    if l2 is None:
+        l2 = choose_l2(x, y, list(range(y.size)) if prompts is None else list(prompts), seed)
+    theta, phi = fit_logistic(x, y, l2 * y.size)
+    return {"win_rate": float(_sigmoid(theta)), "slope": phi, "l2": l2}
+
+
+def length_support(length_diff: Sequence[float]) -> str | None:
+    """Why the data cannot support a reading at Δ = 0 (in words), or None when they can: fewer
+    than `MIN_SIDE_SHARE` of the pairs at or beyond equal length on one side."""
+    d = np.asarray(length_diff, dtype=float)
+    if d.size == 0:
+        return "no pairs"
+    longer, shorter = float(np.mean(d > 0)), float(np.mean(d < 0))
+    if min(np.mean(d <= 0), np.mean(d >= 0)) >= MIN_SIDE_SHARE:  # an equal-length pair counts for both sides
+        return None
+    side, share = ("longer", longer) if longer > shorter else ("shorter", shorter)
+    return (f"the policy's reply is {side} in {100 * share:.0f}% of pairs (median Δ {np.median(d):+.0f} tokens); "
+            f"under {100 * MIN_SIDE_SHARE:.0f}% of pairs lie on the other side of equal length, so the fit would "
+            "extrapolate to Δ = 0")
+
+
+def extreme_change(raw: float, controlled: float) -> bool:
+    """AlpacaEval 2's warning: the controlled win-rate moved more than 10 points and more than a
+    quarter of the way to 0 (down) or to 1 (up) from the raw one."""
+    return controlled < min(raw - raw / 4, raw - 0.10) or controlled > max(raw + (1 - raw) / 4, raw + 0.10)
 
 
 def length_controlled_win_rate(outcomes: Sequence[float], length_diff: Sequence[float], prompts: Sequence[Hashable],
-                               seed: int = 0, resamples: int = 1000) -> dict[str, float]:
-    """The length-controlled win-rate with a 95% interval over prompts (the fit repeated on each
-    resample of prompts, every pair of a drawn prompt included)."""
+                               seed: int = 0, resamples: int = 1000) -> dict:
+    """The length-controlled win-rate with a 95% interval over prompts, or the reason it is withheld.
+
+    Withheld (`mean` None, `withheld` the reason) when `length_support` finds too few pairs on one
+    side of equal length. Otherwise the slope's penalty is chosen once by cross-validation over
+    prompts and the fit repeated on each resample of prompts (every pair of a drawn prompt
+    included, one length scale for all). `caution` is set when the result moved from the raw
+    win-rate as far as AlpacaEval 2 warns about (`extreme_change`).
+    """
     y, diff = np.asarray(outcomes, dtype=float), np.asarray(length_diff, dtype=float)
-    point = length_controlled(y, diff)
-    scale = float(np.std(diff))
     groups: dict[Hashable, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         groups[p].append(i)
-    members = list(groups.values())
-    if len(members) < 2 or len(set(y.tolist())) < 2:
-        return {"mean": point["win_rate"], "low": point["win_rate"], "high": point["win_rate"],
-                "slope": point["slope"], "n": len(members), "pairs": int(y.size)}
-    rng = np.random.default_rng(seed)
-    feature = length_feature(diff, scale)  # one scale for every resample: the same feature, refitted
-    draws = []
-    for _ in range(resamples):
-        rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        theta, _ = fit_logistic(feature[rows], y[rows])
-        draws.append(1.0 / (1.0 + math.exp(-theta)))
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return {"mean": point["win_rate"], "low": float(low), "high": float(high), "slope": point["slope"],
-            "n": len(members), "pairs": int(y.size)}
+    sizes = {"n": len(groups), "pairs": int(y.size)}
+    reason = length_support(diff)
+    if reason is not None:
+        return {"mean": None, "low": None, "high": None, "withheld": reason, **sizes}
+    if len(set(y.tolist())) < 2:  # every pair the same outcome: so is the reading at any length
+        return {"mean": float(y[0]), "low": float(y[0]), "high": float(y[0]), "slope": 0.0, **sizes}
+    point = length_controlled(y, diff, list(prompts), seed=seed)
+    out = {"mean": point["win_rate"], "low": point["win_rate"], "high": point["win_rate"], "slope": point["slope"],
+           "l2": point["l2"], **sizes}
+    if len(groups) >= 2:
+        pair_group = np.empty(y.size, dtype=int)
+        for g, rows in enumerate(groups.values()):
+            pair_group[rows] = g
+        draws = np.random.default_rng(seed).integers(0, len(groups), (resamples, len(groups)))  # prompts drawn
+        counts = np.stack([np.bincount(row, minlength=len(groups)) for row in draws])  # (R, prompts)
+        weights = counts[:, pair_group].astype(float)  # (R, n): each pair as often as its prompt was drawn
+        beta = _fit_weighted(length_feature(diff), y, weights, point["l2"] * weights.sum(1))
+        low, high = np.percentile(_sigmoid(beta[:, 0]), [2.5, 97.5])
+        out["low"], out["high"] = float(low), float(high)
+    if extreme_change(float(np.mean(y)), out["mean"]):
+        out["caution"] = (f"differs from the raw {100 * np.mean(y):.0f}% by more than AlpacaEval 2 trusts (10 points and a "
+                          "quarter of the way to 0 or 1): the length term carries much of the result")
+    return out
 
 
 def shorter_preferred(score_a: Sequence[float], score_b: Sequence[float], len_a: Sequence[float],

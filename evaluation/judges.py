@@ -1,5 +1,6 @@
 """The judges: reward model, per-domain mixed reward, length and KL — each reply scored, then
-every figure summarised per policy and per comparison with the baseline.
+every figure summarised per policy and per comparison with the baseline, with the signs of a
+hollow policy (`evaluation.hollow`) and a warning for a win that comes with them.
 
 Comparisons are paired by (prompt, sample index); intervals are 95% bootstrap intervals over
 prompts (`common.stats`), so a prompt with several samples counts once.
@@ -25,6 +26,7 @@ from common.stats import (
     win_rate,
 )
 from evaluation.config import EvalConfig
+from evaluation.hollow import hollow_figures, warning, won
 from evaluation.policies import Reply
 
 
@@ -141,6 +143,15 @@ def length_bias(replies: list[Reply], all_pairs: list[tuple[Reply, Reply]], seed
     }
 
 
+def hollow(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig) -> dict:
+    """Signs of a hollow policy (`evaluation.hollow`) on one policy's replies, each read against
+    the prompt's last message; with the reward model's ρ(score, length) on these replies."""
+    rm = all("rm" in r.scores for r in replies)
+    return hollow_figures([prompts[r.prompt].messages[-1]["content"] for r in replies], [r.text for r in replies],
+                          [r.prompt for r in replies], [r.scores["rm"] for r in replies] if rm else None,
+                          [float(r.length) for r in replies] if rm else None, cfg.seed, cfg.bootstrap_resamples)
+
+
 def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_kl: bool) -> dict:
     names = [p.name for p in cfg.policies]
     by_policy = {name: [r for r in replies if r.policy == name] for name in names}
@@ -151,12 +162,15 @@ def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_
         pairs = paired(replies, name, cfg.baseline)
         all_pairs += pairs
         comparisons[name] = comparison(pairs, prompts, cfg)
+    signs = {name: hollow(by_policy[name], prompts, cfg) for name in names}
+    warnings = [warning(name, signs[name], cfg.baseline, signs[cfg.baseline], won(c)) for name, c in comparisons.items()]
     domains = sorted({p.domain for p in prompts})
     return {
         "baseline": cfg.baseline,
         "prompts": {"total": len(prompts), "by_domain": {d: sum(p.domain == d for p in prompts) for d in domains}},
-        "policies": {name: {"model": spec.model, **policy_summary(by_policy[name], cfg, has_kl)}
+        "policies": {name: {"model": spec.model, **policy_summary(by_policy[name], cfg, has_kl), "hollow": signs[name]}
                      for name, spec in zip(names, cfg.policies)},
         "comparisons": comparisons,
+        "warnings": [w for w in warnings if w],
         "reward_model_length_bias": length_bias(replies, all_pairs, cfg.seed),
     }

@@ -47,12 +47,15 @@ def test_two_tiny_policies_and_the_tiny_reward_model_write_every_output(tiny_mod
     assert report["prompts"]["total"] == 8 and set(report["prompts"]["by_domain"]) == {"general", "code"}
     cmp = report["comparisons"]["other"]
     assert cmp["pairs"] == 16
-    for key in ("win_rate", "lc_win_rate"):
-        assert 0 <= cmp[key]["low"] <= cmp[key]["mean"] <= cmp[key]["high"] <= 1
+    assert 0 <= cmp["win_rate"]["low"] <= cmp["win_rate"]["mean"] <= cmp["win_rate"]["high"] <= 1
+    lc = cmp["lc_win_rate"]  # a number with its interval, or withheld with the reason (too few pairs on one side)
+    assert (lc["mean"] is None and lc["withheld"]) or 0 <= lc["low"] <= lc["mean"] <= lc["high"] <= 1
     assert set(cmp["by_domain"]) == {"general", "code"} and "mixed_win_rate" in cmp
     for name in ("base", "other"):
         s = report["policies"][name]
-        assert {"reward_model", "mixed_reward", "components", "kl", "length", "eos_rate"} <= set(s)
+        assert {"reward_model", "mixed_reward", "components", "kl", "length", "eos_rate", "hollow"} <= set(s)
+        assert {"duplicate_share", "distinct_2", "self_bleu", "zero_overlap_share", "rm_length_spearman"} <= set(s["hollow"])
+    assert isinstance(report["warnings"], list) and "signs of a hollow policy" in proc.stdout
     assert report["policies"]["base"]["kl"]["mean"] == 0.0  # the baseline is the KL reference
     assert report["policies"]["other"]["kl"]["mean"] != 0.0
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]

@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 
 from common.stats import (
+    L2_GRID,
+    _fit_weighted,
     bootstrap_ci,
+    choose_l2,
     cluster_means,
+    extreme_change,
     fit_logistic,
     length_controlled,
     length_controlled_win_rate,
+    length_feature,
+    length_support,
     outcome,
     shorter_preferred,
     win_rate,
@@ -56,8 +62,9 @@ def test_logistic_fit_reads_the_win_rate_at_zero_length_difference():
     theta, phi = fit_logistic(x, y, l2=0.0)
     assert theta == pytest.approx(math.log(3), abs=1e-8)
     assert phi == pytest.approx((math.log(9) - 0.0) / 2, abs=1e-8)
-    # as the stage calls it: Δ = ±20 tokens → tanh(±1), the same two groups; the small ridge moves it little
-    lc = length_controlled(y, x * 20)
+    # Δ = ±20 tokens → tanh(±1), the same two groups; a small ridge (10⁻³ per pair) moves it little.
+    # (The penalty is now given per pair and, left out, chosen by cross-validation: see below.)
+    lc = length_controlled(y, x * 20, l2=1e-3)
     assert lc["win_rate"] == pytest.approx(0.75, abs=0.005) and lc["slope"] > 0
 
 
@@ -87,3 +94,104 @@ def test_shorter_preferred_skips_equal_lengths():
     # pair 3: equal lengths, left out; pair 4: a shorter, tie → ½
     out = shorter_preferred(a, b, la, lb, ["p", "q", "r", "s"])
     assert out["pairs"] == 3 and out["mean"] == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+def test_weighted_fits_are_fits_on_repeated_rows():
+    # the bootstrap weights each pair by how often its prompt was drawn: a weight of 2 is the row twice,
+    # 0 leaves it out; rows of one call are independent fits with their own penalty
+    x = np.array([1.0, 1.0, -1.0, -1.0, 0.5])
+    y = np.array([1.0, 0.0, 0.5, 0.0, 1.0])
+    w = np.array([[2.0, 1.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    beta = _fit_weighted(x, y, w, np.array([0.3, 0.0]))
+    rows = [0, 0, 1, 2, 4]
+    assert beta[0] == pytest.approx(fit_logistic(x[rows], y[rows], l2=0.3), abs=1e-8)
+    assert beta[1] == pytest.approx(fit_logistic(x, y, l2=0.0), abs=1e-8)
+
+
+def test_cross_validation_credits_length_only_where_it_predicts():
+    rng = np.random.default_rng(0)
+    diff = rng.normal(10, 30, 200)
+    prompts = list(range(100)) * 2
+    independent = (rng.random(200) < 0.6).astype(float)
+    by_length = (diff > 0).astype(float)  # the longer reply always wins: raw ≈ 0.63, at equal length ½
+    assert choose_l2(length_feature(diff), by_length, prompts) == L2_GRID[0]
+    lc = length_controlled(by_length, diff, prompts)
+    # (a tanh cannot be a step at Δ = 0, so the penalised fit stops short of ½: more than half-way there)
+    assert by_length.mean() > 0.6 and abs(lc["win_rate"] - 0.5) < abs(by_length.mean() - 0.5) / 2 and lc["slope"] > 5
+    # outcomes unrelated to length: whatever penalty wins, the slope stays small and LC ≈ raw
+    lc = length_controlled(independent, diff, prompts)
+    assert abs(lc["slope"]) < 0.6 and lc["win_rate"] == pytest.approx(independent.mean(), abs=0.03)
+    # no length variation at all: every penalty fits alike and the largest is kept
+    assert choose_l2(np.zeros(6), np.array([1.0, 0, 1, 1, 0, 1]), list("aabbcc")) == L2_GRID[-1]
+
+
+def test_length_support_needs_a_tenth_of_pairs_on_each_side():
+    assert length_support([50.0] * 9 + [-3.0]) is None  # 10% at or below equal length
+    assert length_support([0.0] * 2 + [50.0] * 18) is None  # an equal-length pair counts for both sides
+    assert length_support([-5.0, 5.0]) is None
+    reason = length_support([50.0] * 19 + [-3.0])
+    assert reason.startswith("the policy's reply is longer in 95% of pairs (median Δ +50 tokens)")
+    assert "shorter in 100%" in length_support([-20.0, -30.0, -40.0])
+
+
+def test_extreme_change_uses_alpacaeval_bounds():
+    # raw 0.2: down past min(0.2 − 0.05, 0.2 − 0.1) = 0.10, up past max(0.2 + 0.2, 0.2 + 0.1) = 0.40
+    assert extreme_change(0.2, 0.09) and not extreme_change(0.2, 0.11)
+    assert extreme_change(0.2, 0.41) and not extreme_change(0.2, 0.39)
+    # raw 0.5: down past 0.375, up past 0.625
+    assert extreme_change(0.5, 0.37) and not extreme_change(0.5, 0.38) and extreme_change(0.5, 0.63)
+
+
+def test_withheld_and_degenerate_results():
+    out = length_controlled_win_rate([1.0, 0.0, 1.0], [60.0, 80.0, 120.0], ["a", "b", "c"])
+    assert out["mean"] is None and out["low"] is None and "longer in 100%" in out["withheld"]
+    assert out["n"] == 3 and out["pairs"] == 3
+    same = length_controlled_win_rate([1.0, 1.0, 1.0, 1.0], [5.0, -5.0, 3.0, -1.0], ["a", "b", "c", "d"])
+    assert same["mean"] == same["low"] == same["high"] == 1.0 and "withheld" not in same
+
+
+def simulate(seed: int, diff_of, p_win_of, prompts: int = 60, samples: int = 2):
+    """Outcomes of `prompts` × `samples` pairs: Δ drawn by `diff_of(rng, n)`, a win with probability
+    `p_win_of(Δ)`; each prompt's samples share it."""
+    rng = np.random.default_rng(seed)
+    n = prompts * samples
+    diff = np.round(diff_of(rng, n))
+    wins = (rng.random(n) < p_win_of(diff)).astype(float)
+    return wins, diff, list(np.repeat(np.arange(prompts), samples))
+
+
+def test_mixed_sign_lengths_independent_outcomes_the_interval_covers_the_truth():
+    # true win-rate 0.7 at every length; the policy is ±40 tokens around +10
+    covered, means = 0, []
+    for seed in range(20):
+        y, d, p = simulate(seed, lambda rng, n: rng.normal(10, 40, n), lambda d: np.full(d.shape, 0.7))
+        lc = length_controlled_win_rate(y, d, p, seed=seed, resamples=300)
+        covered += lc["low"] <= 0.7 <= lc["high"]
+        means.append(lc["mean"])
+    assert covered >= 16 and np.mean(means) == pytest.approx(0.7, abs=0.03)
+
+
+def test_one_sign_lengths_are_withheld_never_a_wild_number():
+    # the policy 50–150 tokens longer on every pair, outcomes independent of length (truth 0.7): the
+    # unchecked fit read anything from 0 to 1 here
+    for seed in range(20):
+        y, d, p = simulate(seed, lambda rng, n: rng.uniform(50, 150, n), lambda d: np.full(d.shape, 0.7))
+        lc = length_controlled_win_rate(y, d, p, seed=seed, resamples=100)
+        assert lc["withheld"] or abs(lc["mean"] - 0.7) < 0.15
+        assert lc["mean"] is None and "longer in 100%" in lc["withheld"]
+
+
+def test_a_judge_that_prefers_length_is_corrected_towards_even():
+    # no difference in quality (½ at equal length), the longer reply favoured: P(win) = σ(2·tanh(Δ/sd)),
+    # the policy mostly but not always longer (Δ ~ N(30, 40)): the raw rate is inflated, LC moves to ½
+    def p_win(d):
+        return 1 / (1 + np.exp(-2 * np.tanh(d / d.std())))
+
+    moved, covered = 0, 0
+    for seed in range(10):
+        y, d, p = simulate(seed, lambda rng, n: rng.normal(30, 40, n), p_win)
+        lc = length_controlled_win_rate(y, d, p, seed=seed, resamples=300)
+        assert y.mean() > 0.55 and lc["slope"] > 0.5
+        moved += abs(lc["mean"] - 0.5) < abs(y.mean() - 0.5)
+        covered += lc["low"] <= 0.5 <= lc["high"]
+    assert moved == 10 and covered >= 8

@@ -9,11 +9,17 @@ import re
 # other word characters stops at one ("2023年3月" → 2023, 年, 3, 月), which plain \w+ would not do
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
 
 
 def words(text: str) -> list[str]:
     """Lower-cased words and CJK characters; punctuation and spaces dropped."""
     return _TOKEN.findall(text.lower())
+
+
+def is_cjk(token: str) -> bool:
+    """Whether `token` (one of `words`) is a kana, CJK or Hangul character."""
+    return len(token) == 1 and _CJK_CHAR.match(token) is not None
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
