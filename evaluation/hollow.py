@@ -3,7 +3,7 @@ question!", "", "I'm sorry for any confusion.") rather than answering. Pure func
 policy's replies; `judges.summarize` puts their figures beside the baseline's and `warnings`
 turns a win that comes with a jump in them into a line people read before the win-rate.
 
-Text is read as `common.text.words` after NFKC (full-width letters and digits fold to ASCII):
+Text is read as `common.data.text.words` after NFKC (full-width letters and digits fold to ASCII):
 lower-cased words, each CJK character its own token, punctuation dropped.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from common.stats import bootstrap_ci, cluster_means, spearman
-from common.text import is_cjk, ngrams, words
+from common.data.text import is_cjk, ngrams, words
 
 # A win is distrusted when a figure is worse than the baseline's by more than its margin:
 # sampled answers to different prompts almost never coincide, so a tenth of replies shared
@@ -54,7 +54,7 @@ _BREAK = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def tokens(text: str) -> list[str]:
-    """`common.text.words` after NFKC: "ＡＢＣ" and "ABC" are the same word."""
+    """`common.data.text.words` after NFKC: "ＡＢＣ" and "ABC" are the same word."""
     return words(unicodedata.normalize("NFKC", text))
 
 

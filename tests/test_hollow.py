@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from common.prompts import Prompt
+from common.data.prompts import Prompt
 from evaluation.config import EvalConfig, Judges, PolicySpec
 from evaluation.hollow import (
     content_units,
