@@ -31,6 +31,8 @@ class Judges:
     reward_model: bool = param(True, help="reward-model score, win-rate over the baseline, length-controlled win-rate")
     mixed_reward: bool = param(True, help="the per-domain mixed reward and its components (common/rewards)")
     kl: bool = param(True, help="KL to the reference policy on each policy's own samples")
+    constraints: bool = param(True, help="instruction following by rules, where prompts carry constraints: IFEval's "
+                              "prompt- and constraint-level pass rates, strict and loose")
 
 
 @dataclass

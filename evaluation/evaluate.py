@@ -24,6 +24,7 @@ from common.models.precision import autocast, resolve_precision
 from common.planning.measure import release_memory
 from common.rewards.mixer import load_domains
 from common.rewards.scorer import REWARD_CONFIG
+from evaluation import instructions
 from evaluation.config import EvalConfig
 from evaluation.judges import score_mixed, score_reward_model, summarize
 from evaluation.policies import PolicyInfo, Reply, check_policies, reference_logprobs, sample_policy
@@ -136,6 +137,8 @@ def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Rep
     timing = {k: max(t[k] for _, t in gathered if k in t) for k in timing}  # the slowest rank's
     if cfg.judges.mixed_reward:
         score_mixed(replies, prepared.prompts, prepared.domains)
+    if cfg.judges.constraints:
+        instructions.judge(replies, prepared.prompts)
     report = summarize(replies, prepared.prompts, cfg, has_kl=prepared.reference is not None)
     timing["total"] = time.perf_counter() - start
     report["kl_reference"] = None if prepared.reference is None else prepared.reference.spec.model

@@ -17,8 +17,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from common.stats import bootstrap_ci, cluster_means, spearman
 from common.data.text import is_cjk, ngrams, words
+from common.stats import bootstrap_ci, cluster_means, spearman
 
 # A win is distrusted when a figure is worse than the baseline's by more than its margin:
 # sampled answers to different prompts almost never coincide, so a tenth of replies shared

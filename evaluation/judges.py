@@ -25,6 +25,7 @@ from common.stats import (
     spearman,
     win_rate,
 )
+from evaluation import instructions
 from evaluation.config import EvalConfig
 from evaluation.hollow import hollow_figures, warning, won
 from evaluation.policies import Reply
@@ -49,7 +50,8 @@ def score_mixed(replies: list[Reply], prompts: list[Prompt], domains) -> None:
     groups: dict[tuple[str, int], int] = {}
     samples = [
         Sample(response=r.text, domain=prompts[r.prompt].domain, group=groups.setdefault((r.policy, r.prompt), len(groups)),
-               n_tokens=r.length, reference=prompts[r.prompt].reference, rm_score=r.scores.get("rm"))
+               n_tokens=r.length, reference=prompts[r.prompt].reference, rm_score=r.scores.get("rm"),
+               constraints=prompts[r.prompt].constraints)
         for r in replies
     ]
     mixed, raw = RewardMixer(domains)(samples)
@@ -173,4 +175,5 @@ def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_
         "comparisons": comparisons,
         "warnings": [w for w in warnings if w],
         "reward_model_length_bias": length_bias(replies, all_pairs, cfg.seed),
+        "instructions": instructions.summarize(replies, prompts, names, cfg.baseline, cfg.seed, cfg.bootstrap_resamples),
     }

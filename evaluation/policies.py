@@ -37,7 +37,8 @@ class Reply:
     ended: bool
     logprob: float | None = None  # log π(y) under the policy's sampling distribution
     ref_logprob: float | None = None  # log π_ref(y) under the KL reference
-    scores: dict[str, float] = field(default_factory=dict)  # rm, mixed, accuracy, diversity, efficiency
+    scores: dict[str, float] = field(default_factory=dict)  # rm, mixed, components; if_strict, if_loose
+    followed: dict[str, list[bool]] | None = None  # strict/loose verdict per constraint of its prompt (if any)
 
     @property
     def length(self) -> int:

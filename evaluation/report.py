@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common.data.prompts import Prompt
 from common.pipeline import EVAL_FILE
+from evaluation import instructions
 from evaluation.policies import Reply
 
 
@@ -41,6 +42,7 @@ def write_samples(run_dir: Path, replies: list[Reply], prompts: list[Prompt]) ->
             "policy": r.policy, "prompt_index": r.prompt, "sample": r.sample, "domain": p.domain,
             "prompt": p.messages, "reference": p.reference, "reply": r.text, "length": r.length,
             "ended": r.ended, "logprob": r.logprob, "ref_logprob": r.ref_logprob, **r.scores,
+            **({"constraints": p.constraints, "followed": r.followed} if r.followed is not None else {}),
         }, ensure_ascii=False))
     path = run_dir / "samples.jsonl"
     _atomic_write(path, "\n".join(rows) + "\n")
@@ -118,6 +120,7 @@ def table(report: dict) -> str:
         lines.append("signs of a hollow policy (docs/evaluation.md):")
         lines += _columns(["policy", *(col for col, _, _ in HOLLOW_COLUMNS)],
                           [[name, *(_value(h.get(key), fmt) for _, key, fmt in HOLLOW_COLUMNS)] for name, h in signs.items()])
+    lines += instructions.table_lines(report)
     lines += report.get("warnings", [])
     return "\n".join(lines)
 
@@ -134,7 +137,11 @@ def plot(run_dir: Path, report: dict) -> Path:
     import matplotlib.pyplot as plt
 
     comps = report["comparisons"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    follows = report.get("instructions")
+    fig, axes = plt.subplots(1, 3 if follows else 2, figsize=(18 if follows else 12, 4.5))
+    ax1, ax2 = axes[0], axes[1]
+    if follows:
+        plot_instructions(axes[2], follows)
     domains = sorted({d for c in comps.values() for d in c.get("by_domain", {})})
     groups = ["all", *domains]
     width = 0.8 / max(1, 2 * len(comps))
@@ -186,6 +193,26 @@ def plot(run_dir: Path, report: dict) -> Path:
     return path
 
 
+def plot_instructions(ax, block: dict) -> None:
+    """Prompt-level strict pass rate per policy, overall and per subset, with 95% intervals."""
+    groups = ["all", *sorted({k for s in block["policies"].values() for k in s["subsets"]})]
+    names = list(block["policies"])
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        s = block["policies"][name]
+        points = [s["prompt_strict"]] + [s["subsets"].get(g, {}).get("prompt_strict") for g in groups[1:]]
+        xs = [g + i * width - 0.4 + width / 2 for g in range(len(groups))]
+        shown = [(x, p) for x, p in zip(xs, points) if p and p.get("mean") is not None and not math.isnan(p["mean"])]
+        ys = [p["mean"] for _, p in shown]
+        err = [[m - p["low"] for m, (_, p) in zip(ys, shown)], [p["high"] - m for m, (_, p) in zip(ys, shown)]]
+        ax.bar([x for x, _ in shown], ys, width=width * 0.9, yerr=err, capsize=3, label=name)
+    ax.set_xticks(range(len(groups)), groups, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("prompts with every instruction followed (strict)")
+    ax.set_title("Instruction following (rules) on held-out prompts")
+    ax.legend(fontsize=8)
+
+
 # ---------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +253,9 @@ def write_html(run_dir: Path, report: dict, replies: list[Reply], prompts: list[
                     cells.append("<td></td>")
                     continue
                 score = " · ".join(f"{key} {v:+.2f}" for key, v in r.scores.items() if key in ("rm", "mixed"))
+                if r.followed is not None:
+                    score += " · " + " ".join(f"{'✓' if ok else '✗'}{c['type']}"
+                                              for ok, c in zip(r.followed["strict"], p.constraints))
                 cells.append(f"<td><pre>{e(r.text) or '<i>(empty)</i>'}</pre><div class='score'>{e(score)} · "
                              f"{r.length} tokens{'' if r.ended else ' · no EOS'}</div></td>")
             label = head if k == samples[0] else f"<div class='score'>sample {k + 1}</div>"
@@ -263,4 +293,6 @@ def flat_figures(report: dict) -> dict[str, float]:
             out[f"eval/{name}/lc_win_rate/withheld"] = 1.0
         for domain, d in c.get("by_domain", {}).items():
             put(f"eval/{name}/win_rate/{domain}", d["win_rate"])
+    for key, ci in instructions.flat(report).items():
+        put(f"eval/{key}", ci)
     return out

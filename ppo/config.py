@@ -91,6 +91,14 @@ class PPOStageConfig(RunOptions):
         help="reward-model scores: running mean/std (like the other components), or the mean/std saved with the reward model",
     )
     reward_clip: float = param(10.0, help="clip normalized scores to ±this")
+    reward_components: list[Literal["accuracy", "diversity", "efficiency", "constraints"]] | None = param(
+        None, help="which components enter the mixed reward, with their domains' weights; None = all. [constraints] "
+        "trains on instruction-following rules alone (prompts with `constraints`: configs/ppo/grpo.yaml)"
+    )
+    constraint_scoring: Literal["fraction", "strict"] = param(
+        "fraction", help="a reply's constraints score: the share of its prompt's instructions followed (open-instruct's "
+        "rule), or strict: 1 only when all are"
+    )
     missing_eos_penalty: float | None = param(1.0, help="subtracted from the score of a response without EOS")
 
     # --- PPO update

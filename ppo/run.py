@@ -54,7 +54,9 @@ def build(cfg: PPOStageConfig):
     if cfg.value_model == "separate" and cfg.uses_critic:  # the critic-free estimators load no value model
         critic_spec = cfg.critic or cfg.reward_model or cfg.policy
         critic = build_critic(critic_spec, zero_head=critic_spec == cfg.policy, freeze_layers=cfg.critic_freeze_layers)
-    mixer = RewardMixer(domains, rm_saved_stats=cfg.reward_norm == "reward_model")
+    mixer = RewardMixer(domains, rm_saved_stats=cfg.reward_norm == "reward_model",
+                        components=tuple(cfg.reward_components) if cfg.reward_components else None,
+                        strict_constraints=cfg.constraint_scoring == "strict")
     reward = MixedReward(mixer, scorer)
     return PPOTrainer(cfg, policy, tokenizer, critic, reward, ds), prompts, mixer, reward
 

@@ -38,6 +38,7 @@ class MixedReward:
                 n_tokens=n,
                 reference=p.reference,
                 rm_score=None if rm_scores is None else rm_scores[i].item(),
+                constraints=p.constraints,
             )
             for i, (p, r, n) in enumerate(zip(prompts, responses, lengths))
         ]

@@ -1,9 +1,13 @@
 """Prompt sets (PPO's training prompts, the evaluation stage's held-out prompts): JSONL rows
-`{prompt, domain, reference?}`, HH dialogues (their first human turn) or GSM8K rows
+`{prompt, domain, reference?, constraints?}`, HH dialogues (their first human turn) or GSM8K rows
 (`{question, answer}`: the question, and the number after the answer's `####` as reference).
 
 `prompt` is text or chat messages ending with a user turn; `domain` names a file in
-`configs/domains/`; `reference` (optional) is an answer the accuracy component compares with.
+`configs/domains/`; `reference` (optional) is an answer the accuracy component compares with;
+`constraints` (optional) are instructions a rule checks (`common/rewards/verifiers`: e.g.
+`[{"type": "word_count", "relation": "at_most", "n": 25}]`), scored by the `constraints` component.
+A row may carry `lang` (en, zh) and `heldout_types` (it uses constraint types no training row has):
+the evaluation stage reports its figures by both.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from common.config import param
 from common.data import DataError, Message, parse_hh_dialogue, parse_prompt, require, unrecognised
 from common.data.hygiene import mix_by_weight
 from common.data.preferences import read_rows
+from common.rewards.verifiers import validate_constraints
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,9 @@ class Prompt:
     reference: str | None
     where: str
     source: int = 0
+    constraints: list[dict] | None = None  # instructions a rule checks (common/rewards/verifiers)
+    lang: str | None = None  # the row's language (en, zh), when it says
+    heldout_types: bool = False  # the row uses constraint types that no training row has
 
 
 def gsm8k_reference(answer, where: str) -> str:
@@ -77,7 +85,7 @@ def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str], default_do
         if not fmt:
             raise unrecognised(row, where, "'prompt' (+ 'domain', 'reference'), an HH 'chosen' dialogue, or GSM8K "
                                            "'question' + 'answer'")
-    reference = None
+    reference, constraints = None, None
     if fmt == "hh":
         require(row, ("chosen",), where)
         messages = [parse_hh_dialogue(row["chosen"], where)[0]]
@@ -94,13 +102,20 @@ def row_to_prompt(row: dict, fmt: str, where: str, domains: set[str], default_do
         reference = row.get("reference")
         if reference is not None and not isinstance(reference, str):
             raise DataError(f"{where}: 'reference' must be a string")
+        constraints = row.get("constraints")
+        if constraints is not None:
+            validate_constraints(constraints, where)
     domain = row.get("domain") or default_domain or "general"
     if domain not in domains:
         raise DataError(f"{where}: unknown domain '{domain}' (known: {', '.join(sorted(domains))})")
     if instruction:
         last = messages[-1]
         messages = [*messages[:-1], {**last, "content": last["content"].rstrip() + " " + instruction.strip()}]
-    return Prompt(messages, domain, reference, where)
+    lang = row.get("lang")
+    if lang is not None and lang not in ("en", "zh"):
+        raise DataError(f"{where}: 'lang' must be en or zh, got {lang!r}")
+    return Prompt(messages, domain, reference, where, constraints=constraints, lang=lang,
+                  heldout_types=bool(row.get("heldout_types", False)))
 
 
 def load_prompts(sources: list[PromptSource], domains: set[str], seed: int) -> list[Prompt]:

@@ -5,5 +5,7 @@
 - diversity:  distinct-n among the samples drawn for one prompt, and the share of a
               response's n-grams that are not repeats within it (`diversity.py`);
 - efficiency: response length against the domain's token budget (`efficiency.py`);
+- constraints: the share of a prompt's instructions a reply follows ("at most 25 words", "reply in
+              Chinese", …), decided by rules (`verifiers/`);
 - mixing:     per-domain weights from `configs/domains/<name>.yaml` (`mixer.py`).
 """

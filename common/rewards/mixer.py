@@ -1,5 +1,11 @@
 """Per-domain reward mixing: r_i = Σ_c w[domain_i, c] · normalize_c(component_c(i)).
 
+Components: accuracy (the reward-model score, or a reference metric where the prompt has a
+reference answer), diversity, efficiency, and constraints — the share of a prompt's instructions
+the reply follows (`verifiers`; all-or-nothing when `strict_constraints`), for prompts that carry
+constraints; elsewhere it is missing and adds nothing. So a recipe mixes a reward model with
+constraint satisfaction by weights, and `components: [constraints]` trains on the rules alone.
+
 Each domain's weights, token budget and reference metric live in `configs/domains/<name>.yaml`
 (parsed strictly into `DomainConfig`). Components are brought to one scale before mixing by
 a running mean/std per component *and source* (Welford; the first batch uses its own
@@ -22,8 +28,9 @@ from common.config import from_dict, load_yaml, param
 from common.rewards.accuracy import METRICS
 from common.rewards.diversity import diversity_scores
 from common.rewards.efficiency import length_score
+from common.rewards.verifiers import score
 
-COMPONENTS = ("accuracy", "diversity", "efficiency")
+COMPONENTS = ("accuracy", "diversity", "efficiency", "constraints")
 # running statistics: one per component, and accuracy's reference metrics apart from reward-model scores
 NORMS = (*COMPONENTS, "accuracy_reference")
 DOMAINS_DIR = Path(__file__).resolve().parents[2] / "configs" / "domains"
@@ -36,6 +43,7 @@ class RewardWeights:
     accuracy: float = param(0.6, help="reward-model score, or reference metric when a reference exists")
     diversity: float = param(0.3, help="distinct-n across a prompt's samples + non-repetition within")
     efficiency: float = param(0.1, help="response length against the token budget")
+    constraints: float = param(1.0, help="share of the prompt's instructions followed (prompts with constraints only)")
 
     def __post_init__(self):
         for name in COMPONENTS:
@@ -83,13 +91,16 @@ class Sample:
     n_tokens: int  # response length in tokens
     reference: str | None = None  # reference answer, if the prompt row has one
     rm_score: float | None = None  # reward-model score (already normalized by its saved stats)
+    constraints: list[dict] | None = None  # the prompt's instructions, if it has any
 
 
-def component_scores(samples: list[Sample], domains: dict[str, DomainConfig]) -> dict[str, torch.Tensor]:
-    """Raw components, each (B,): accuracy, diversity, efficiency.
+def component_scores(samples: list[Sample], domains: dict[str, DomainConfig],
+                     strict_constraints: bool = False) -> dict[str, torch.Tensor]:
+    """Raw components, each (B,): accuracy, diversity, efficiency, constraints.
 
     Accuracy is NaN for a sample with neither a reward-model score nor a reference answer
-    (a rule-only run): it then adds nothing to that sample's mixed reward.
+    (a rule-only run), and constraints for a sample whose prompt has none: a NaN component adds
+    nothing to that sample's mixed reward.
     """
     for s in samples:
         if s.domain not in domains:
@@ -102,10 +113,13 @@ def component_scores(samples: list[Sample], domains: dict[str, DomainConfig]) ->
     ]
     diversity = diversity_scores([s.response for s in samples], [s.group for s in samples])
     efficiency = [length_score(s.n_tokens, domains[s.domain].token_budget) for s in samples]
+    constraints = [score(s.response, s.constraints, strict=strict_constraints) if s.constraints else math.nan
+                   for s in samples]
     return {
         "accuracy": torch.tensor(accuracy, dtype=torch.float),
         "diversity": torch.tensor(diversity, dtype=torch.float),
         "efficiency": torch.tensor(efficiency, dtype=torch.float),
+        "constraints": torch.tensor(constraints, dtype=torch.float),
     }
 
 
@@ -144,18 +158,23 @@ class RunningNorm:
 class RewardMixer:
     """`rm_saved_stats`: reward-model scores (already z-scored with the statistics saved with the
     reward model) enter as they are, and only the other components use running statistics;
-    otherwise every component, reward-model scores included, uses its running mean/std."""
+    otherwise every component, reward-model scores included, uses its running mean/std.
+    `components` (None = all) keeps only those in the mix, whatever the domains' weights;
+    `strict_constraints` scores constraints all-or-nothing instead of the share followed."""
 
     domains: dict[str, DomainConfig]
     rm_saved_stats: bool = False
+    components: tuple[str, ...] | None = None
+    strict_constraints: bool = False
     norms: dict[str, RunningNorm] = field(default_factory=lambda: {c: RunningNorm() for c in NORMS})
 
     def __call__(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mixed rewards (B,) and the raw components (for logging per domain)."""
-        raw = component_scores(samples, self.domains)
+        raw = component_scores(samples, self.domains, self.strict_constraints)
+        kept = self.components or COMPONENTS
         weights = torch.tensor(
-            [[getattr(self.domains[s.domain].weights, c) for c in COMPONENTS] for s in samples]
-        )  # (B, 3)
+            [[getattr(self.domains[s.domain].weights, c) if c in kept else 0.0 for c in COMPONENTS] for s in samples]
+        )  # (B, 4)
         # (B,) True where accuracy is a reference metric, and where it is a reward-model score that
         # keeps its saved normalization
         is_ref = torch.tensor([s.reference is not None for s in samples])
