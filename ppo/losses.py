@@ -3,6 +3,9 @@
 Shapes: B responses, T response tokens (padded). `mask` (B, T) is 1 on real response tokens
 (up to and including EOS) and 0 on padding. Every reduction is a masked mean, so padding
 never counts and an all-padding batch gives 0 rather than NaN.
+
+Which estimator combines which advantage, KL placement, loss aggregation and clip is tabled in
+`ppo/estimators.py`, beside the pieces that only the GRPO-family variants use (GSPO, DAPO).
 """
 
 from __future__ import annotations
@@ -13,12 +16,54 @@ import torch
 import torch.nn.functional as F
 
 KLEstimator = Literal["k1", "k2", "k3"]
+LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+
+# k3 as a loss term (`kl_penalty(..., clamp=True)`), as verl bounds it: the log-ratio first, so exp
+# stays finite (fp32 overflows past 88, and a clamped inf would still give 0 · inf = NaN gradients),
+# then the value, so one token cannot dominate the mean. OpenRLHF clamps the value to ±10 too.
+KL_LOG_RATIO_CLAMP = 20.0
+KL_LOSS_CLAMP = 10.0
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Σ x·mask / Σ mask; 0 when the mask is empty."""
     total = mask.sum()
     return (x * mask).sum() / total.clamp(min=1)
+
+
+def aggregate_loss(
+    per_token_loss: torch.Tensor, mask: torch.Tensor, mode: LossAggMode = "token-mean", max_tokens: int | None = None
+) -> torch.Tensor:
+    """A per-token loss (B, T) → scalar, in one of four ways (verl's `loss_agg_mode` names):
+
+    - token-mean: Σ loss·mask / Σ mask, every token of the batch weighs the same (PPO as in
+      TRL/OpenRLHF; DAPO's "token-level policy gradient loss"; this project's default for all).
+    - seq-mean-token-mean: mean over sequences of each sequence's own token mean (GRPO as in
+      DeepSeekMath, Shao et al. 2024): a token of a long reply weighs less than one of a short reply.
+    - seq-mean-token-sum: mean over sequences of each sequence's token sum.
+    - seq-mean-token-sum-norm: Σ over a sequence's tokens / `max_tokens`, a constant (the generation
+      budget, max_new_tokens), then mean over sequences (Dr. GRPO, Liu et al. 2025): every token weighs
+      the same whatever its reply's length, and the scale does not move with the batch's lengths.
+
+    The mean over sequences counts only rows with at least one real token, so a row masked out
+    entirely (e.g. a dropped group) does not dilute the others; an all-empty batch gives 0.
+    """
+    if mode == "token-mean":
+        return masked_mean(per_token_loss, mask)
+    sums = (per_token_loss * mask).sum(dim=1)  # (B,)
+    lengths = mask.sum(dim=1)  # (B,)
+    if mode == "seq-mean-token-mean":
+        per_sequence = sums / lengths.clamp(min=1)
+    elif mode == "seq-mean-token-sum":
+        per_sequence = sums
+    elif mode == "seq-mean-token-sum-norm":
+        if max_tokens is None or max_tokens < 1:
+            raise ValueError(f"seq-mean-token-sum-norm divides by a constant token budget: max_tokens ≥ 1, got {max_tokens}")
+        per_sequence = sums / max_tokens
+    else:
+        raise ValueError(f"unknown loss aggregation {mode!r} (token-mean, seq-mean-token-mean, seq-mean-token-sum, "
+                         "seq-mean-token-sum-norm)")
+    return per_sequence.sum() / (lengths > 0).sum().clamp(min=1)
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
@@ -31,8 +76,11 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, 
     return out * mask
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator) -> torch.Tensor:
-    """Per-token estimate of KL(π ‖ π_ref) from samples a ~ π, with log r = log π_ref(a) − log π(a):
+def kl_penalty(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator, clamp: bool = False
+) -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from samples a ~ π, with log r = log π_ref(a) − log π(a)
+    (Schulman, "Approximating KL divergence", 2020):
 
     - k1 = −log r              (unbiased, high variance, can be negative)
     - k2 = ½ (log r)²          (biased, low variance, ≥ 0)
@@ -43,6 +91,14 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KL
     E[∇k1] = E_π[∇ log π] = 0 (no pull at all); E[∇k2] = E_π[(log π − log π_ref) ∇ log π] =
     ∇ KL(π ‖ π_ref); E[∇k3] = E_π[(1 − π_ref/π) ∇ log π] = ∇ KL(π_ref ‖ π) (the mass-covering
     direction). Tested on an exact expectation in tests/test_ppo_losses.py.
+
+    `clamp=True` is for k3 as a loss term: log r is clamped to ±KL_LOG_RATIO_CLAMP and k3 to
+    ≤ KL_LOSS_CLAMP (verl's low_var_kl). k3's gradient in log π is 1 − r, exponential in log r: for a
+    token π has made 20 nats less likely than π_ref it is −e^20 ≈ −5·10⁸, against O(1) for the rest
+    of the batch. Clamped, such a token's term is at most 10 and its gradient 0 (k3 reaches 10 at
+    log r ≈ 2.6 on that side, at −11 on the other). k1 and k2 are left alone: their pull grows at
+    most linearly in log r. The value in the reward stays unclamped (`clamp=False`): it carries no
+    gradient, and there a large KL is the signal the penalty exists to give, on its own sample.
     """
     log_ratio = ref_logprobs - logprobs  # (B, T)
     if estimator == "k1":
@@ -50,7 +106,10 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KL
     if estimator == "k2":
         return 0.5 * log_ratio**2
     if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
+        if clamp:
+            log_ratio = log_ratio.clamp(-KL_LOG_RATIO_CLAMP, KL_LOG_RATIO_CLAMP)
+        k3 = torch.expm1(log_ratio) - log_ratio
+        return k3.clamp(max=KL_LOSS_CLAMP) if clamp else k3
     raise ValueError(f"unknown KL estimator {estimator!r} (k1, k2 or k3)")
 
 
@@ -132,26 +191,59 @@ def reinforce_pp_advantages(rewards: torch.Tensor, mask: torch.Tensor, gamma: fl
     return masked_whiten(discounted_returns(rewards, mask, gamma), mask)
 
 
+def reinforce_baseline_advantages(
+    scores: torch.Tensor, groups: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """REINFORCE++-baseline (Hu et al. 2025, arXiv 2501.03262; OpenRLHF's `reinforce_baseline`):
+    scores (B,), groups (B,) prompt ids, kl (B, T) per-token KL estimate → advantages (B, T).
+
+    1. each score minus its prompt group's mean score (no division by the group's std: a prompt
+       whose samples barely differ is not up-weighted);
+    2. the per-token KL penalty enters after that, token by token, as in REINFORCE++: reward
+       −β·kl_t on every token plus the centred score on the last, summed into returns-to-go with
+       γ (1 by default: a response-level score is not discounted). The group mean is of the score
+       alone, so a token's KL stays that token's own credit rather than part of the baseline.
+       With the KL as a loss term instead (kl_in_reward: false), pass kl_coef = 0;
+    3. whitened over the whole batch's real tokens (mean and std), not per group.
+    """
+    mean, _, _ = group_mean_std(scores, groups)
+    rewards = token_rewards(scores - mean, kl, kl_coef, mask)  # (B, T)
+    return reinforce_pp_advantages(rewards, mask, gamma)
+
+
 def sequence_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """A sequence-level advantage (B,) on every real token of its response: (B, T)."""
     return advantages[:, None] * mask
 
 
 def policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float,
+    clip_high: float | None = None, loss_agg_mode: LossAggMode = "token-mean", max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate: mean of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = π/π_old.
+    """PPO's clipped surrogate (Schulman et al. 2017), per token: max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
+    ρ = π/π_old, all (B, T), aggregated by `aggregate_loss(…, loss_agg_mode, max_tokens)`.
 
-    Also returns approx KL(π_old ‖ π) (k3 form, ≥ 0), the share of clipped tokens and the mean ratio.
+    ε_low = `clip`; ε_high = `clip_high`, or `clip` when None (symmetric, as before). DAPO's
+    clip-higher (Yu et al. 2025) takes ε_high > ε_low (0.28 vs 0.2): a token with A > 0 may
+    gain more probability before it is clipped, so unlikely tokens can still rise (less entropy
+    collapse), while the floor for A < 0 stays where it was.
+
+    Also returns (token means, whatever the aggregation) the approx KL(π_old ‖ π), the share of
+    clipped tokens and the mean ratio. The samples come from π_old, so the KL is k3 with π_old as
+    the sampling side: ρ − 1 − log ρ, whose expectation under π_old is exactly KL(π_old ‖ π) (since
+    E_π_old[ρ] = 1). For π_old = (½, ½), π = (0.9, 0.1): 0.511 = KL(π_old ‖ π); the reversed form
+    (1/ρ − 1) + log ρ gave 1.267. TRL logs ½·(log ρ)² (k2) instead: ≥ 0 too, but biased (0.734 there).
     """
-    log_ratio = logprobs - old_logprobs
+    log_ratio = logprobs - old_logprobs  # (B, T) log ρ
     ratio = torch.exp(log_ratio)
+    clip_high = clip if clip_high is None else clip_high
     unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip_high)
+    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, loss_agg_mode, max_tokens)
     with torch.no_grad():
         stats = {
-            "approxkl": masked_mean(torch.expm1(-log_ratio) + log_ratio, mask),
+            "approxkl": masked_mean(kl_penalty(old_logprobs, logprobs, "k3"), mask),  # KL(π_old ‖ π), a ~ π_old
             "clipfrac": masked_mean((clipped > unclipped).float(), mask),
             "ratio": masked_mean(ratio, mask),
         }

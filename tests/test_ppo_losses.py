@@ -84,9 +84,9 @@ def test_policy_loss_clips_and_counts():
     # token 0: max(−1.5, −1.2) = −1.2 (clipped); token 1: max(−0.5, −0.8) = −0.5
     assert loss.item() == pytest.approx((-1.2 - 0.5) / 2)
     assert stats["clipfrac"].item() == pytest.approx(0.5)
-    # approx KL(π_old‖π) = mean((1/ρ − 1) − log(1/ρ))
-    expected = ((1 / 1.5 - 1) + math.log(1.5) + (1 / 0.5 - 1) + math.log(0.5)) / 2
-    assert stats["approxkl"].item() == pytest.approx(expected, abs=1e-6)
+    # approx KL(π_old‖π): the two tokens are π_old's two actions, each with probability ½, so the mean
+    # is the expectation under π_old: exact KL = ½ log(.5/.75) + ½ log(.5/.25) = ½ log(4/3) = 0.1438
+    assert stats["approxkl"].item() == pytest.approx(0.5 * math.log(4 / 3), abs=1e-6)
 
 
 def test_value_loss_clips():
@@ -202,3 +202,128 @@ def test_the_critic_free_estimators_need_two_samples_and_default_their_kl():
     assert grpo.kl_in_reward is False and grpo.kl_estimator == "k3" and not grpo.uses_critic  # as GRPO does
     gae_cfg = parse_args(PPOStageConfig, [])
     assert gae_cfg.kl_in_reward is True and gae_cfg.kl_estimator == "k1" and gae_cfg.uses_critic  # unchanged
+
+
+@pytest.mark.parametrize(
+    "pi_old, pi, exact",
+    [
+        # KL(π_old‖π) = ½ log(.5/.9) + ½ log(.5/.1) = ½ (−0.5878 + 1.6094) = 0.5108; the reversed
+        # k3 the stat used to report, E_π_old[(1/ρ − 1) + log ρ], was ½ (0.1433 + 2.3906) = 1.267
+        ((0.5, 0.5), (0.9, 0.1), 0.5108),
+        # .7 log 7 + .2 log(2/3) + .1 log(1/6) = 1.3621 − 0.0811 − 0.1792 = 1.1019 (the reversed form: 2.948)
+        ((0.7, 0.2, 0.1), (0.1, 0.3, 0.6), 1.1019),
+    ],
+)
+def test_approx_kl_is_kl_of_old_from_new_in_expectation_under_old(pi_old, pi, exact):
+    # one token per action, each weighted by π_old in the mask: the masked mean is E_{a~π_old}[estimate]
+    old = torch.log(torch.tensor([pi_old]))
+    new = torch.log(torch.tensor([pi]))
+    weights = torch.tensor([pi_old])
+    _, stats = policy_loss(new, old, torch.zeros_like(old), weights, clip=0.2)
+    kl = sum(p * math.log(p / q) for p, q in zip(pi_old, pi))
+    assert kl == pytest.approx(exact, abs=1e-4)
+    assert stats["approxkl"].item() == pytest.approx(kl, abs=1e-6)
+
+
+def test_clip_higher_raises_only_the_ceiling_for_positive_advantages():
+    ratios = torch.tensor([[1.25, 1.5, 0.7, 1.25]])
+    old = torch.log(torch.full((1, 4), 0.5))
+    new = torch.log(0.5 * ratios)
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    mask = torch.ones(1, 4)
+    # ε = 0.2 both sides: max(−1.25, −1.2) = −1.2 (clipped); max(−1.5, −1.2) = −1.2 (clipped);
+    # A < 0: max(0.7, 0.8) = 0.8 (clipped at the floor); max(1.25, 1.2) = 1.25 (pessimistic: not clipped)
+    loss, stats = policy_loss(new, old, adv, mask, clip=0.2)
+    assert loss.item() == pytest.approx((-1.2 - 1.2 + 0.8 + 1.25) / 4) and stats["clipfrac"].item() == 0.75
+    same, _ = policy_loss(new, old, adv, mask, clip=0.2, clip_high=0.2)
+    assert same.item() == loss.item()
+    # DAPO's ε_high = 0.28: the ceiling is 1.28, so 1.25 passes unclipped and 1.5 stops at 1.28; the floor is unchanged
+    loss, stats = policy_loss(new, old, adv, mask, clip=0.2, clip_high=0.28)
+    assert loss.item() == pytest.approx((-1.25 - 1.28 + 0.8 + 1.25) / 4) and stats["clipfrac"].item() == 0.5
+
+
+def test_loss_aggregation_modes_by_hand():
+    from ppo.losses import aggregate_loss
+
+    # two real rows (3 and 2 tokens) and one row masked out entirely, which no mode counts
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 100.0], [7.0, 7.0, 7.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    want = {
+        "token-mean": (15 / 5, 1 / 5, 1 / 5),  # every token 1/5
+        "seq-mean-token-mean": ((2 + 4.5) / 2, 1 / 6, 1 / 4),  # a token of the longer row weighs less
+        "seq-mean-token-sum": ((6 + 9) / 2, 1 / 2, 1 / 2),
+        "seq-mean-token-sum-norm": ((6 / 4 + 9 / 4) / 2, 1 / 8, 1 / 8),  # / max_tokens = 4, then / 2 rows
+    }
+    for mode, (value, grad_long, grad_short) in want.items():
+        x.grad = None
+        out = aggregate_loss(x, mask, mode, max_tokens=4)
+        out.backward()
+        assert out.item() == pytest.approx(value), mode
+        expected_grad = torch.tensor([[grad_long] * 3, [grad_short] * 2 + [0.0], [0.0] * 3])
+        assert torch.allclose(x.grad, expected_grad), (mode, x.grad)
+    assert aggregate_loss(x, torch.zeros_like(mask), "seq-mean-token-mean").item() == 0.0
+    with pytest.raises(ValueError, match="max_tokens ≥ 1"):
+        aggregate_loss(x, mask, "seq-mean-token-sum-norm")
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        aggregate_loss(x, mask, "sum")
+    # policy_loss aggregates through it: with ρ = 1 the per-token loss is −A
+    adv = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 100.0]])
+    logp = torch.zeros(2, 3)
+    loss, _ = policy_loss(logp, logp, adv, MASK, clip=0.2, loss_agg_mode="seq-mean-token-mean")
+    assert loss.item() == pytest.approx(-3.25)
+    loss, _ = policy_loss(logp, logp, adv, MASK, clip=0.2, loss_agg_mode="seq-mean-token-sum-norm", max_tokens=4)
+    assert loss.item() == pytest.approx(-(6 / 4 + 9 / 4) / 2)
+
+
+def test_k3_as_a_clamped_loss_term_cannot_be_dominated_by_one_token():
+    # log r = log π_ref − log π per token: 0.5, −0.5, then one token π has made 30 nats less likely than π_ref
+    ref = torch.zeros(1, 3)
+    logp = torch.tensor([[-0.5, 0.5, -30.0]], requires_grad=True)
+    mask = torch.ones(1, 3)
+    k3_a, k3_b = math.exp(0.5) - 1.5, math.exp(-0.5) - 0.5  # 0.1487, 0.1065
+    raw = kl_penalty(logp, ref, "k3")
+    assert raw[0, 2].item() == pytest.approx(math.exp(30) - 31, rel=1e-5)  # ≈ 1.07e13: the mean is that token
+    (g_raw,) = torch.autograd.grad(masked_mean(raw, mask), logp)
+    assert g_raw[0, 2].item() == pytest.approx((1 - math.exp(30)) / 3, rel=1e-5)
+    clamped = kl_penalty(logp, ref, "k3", clamp=True)
+    loss = masked_mean(clamped, mask)
+    assert loss.item() == pytest.approx((k3_a + k3_b + 10) / 3, abs=1e-5)
+    (grad,) = torch.autograd.grad(loss, logp)
+    # d k3 / d log π = 1 − r: the ordinary tokens keep their pull (1 − e^0.5, 1 − e^−0.5, over 3 tokens), the extreme one has none
+    assert torch.allclose(grad, torch.tensor([[(1 - math.exp(0.5)) / 3, (1 - math.exp(-0.5)) / 3, 0.0]]), atol=1e-6)
+    # past fp32's exp range (log r = 100) the unclamped term is inf and its gradient NaN; clamped, both stay finite
+    far = torch.tensor([[-100.0]], requires_grad=True)
+    (g_far,) = torch.autograd.grad(kl_penalty(far, torch.zeros(1, 1), "k3").sum(), far)
+    assert torch.isnan(g_far).all() or torch.isinf(g_far).all()
+    value = kl_penalty(far, torch.zeros(1, 1), "k3", clamp=True)
+    (g_far,) = torch.autograd.grad(value.sum(), far)
+    assert value.item() == 10.0 and g_far.item() == 0.0
+    # k3 = e^5 − 6 = 142.4 within the log-ratio clamp is still capped at 10; the reward's value is not clamped
+    assert kl_penalty(torch.tensor([[-5.0]]), torch.zeros(1, 1), "k3", clamp=True).item() == 10.0
+    assert kl_penalty(torch.tensor([[-5.0]]), torch.zeros(1, 1), "k3").item() == pytest.approx(math.exp(5) - 6, rel=1e-6)
+    # k1 and k2 are untouched by the clamp (their pull is at most linear in log r)
+    for estimator in ("k1", "k2"):
+        assert torch.equal(kl_penalty(logp, ref, estimator, clamp=True), kl_penalty(logp, ref, estimator))
+
+
+def test_reinforce_baseline_subtracts_the_group_mean_then_adds_per_token_kl_and_whitens_the_batch():
+    from ppo.losses import reinforce_baseline_advantages
+
+    scores = torch.tensor([1.0, 3.0, 2.0, 2.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    kl = torch.tensor([[0.2, 0.4], [0.2, 9.0], [0.0, 0.2], [0.4, 9.0]])  # 9.0 sits on padding
+    adv = reinforce_baseline_advantages(scores, groups, kl, kl_coef=0.5, mask=mask)
+    # centred scores −1, 1, 0, 0; token rewards −0.5·kl plus the centred score on the last real token:
+    # [−0.1, −0.2 − 1] | [−0.1 + 1] | [0, −0.1] | [−0.2]; returns-to-go with γ = 1:
+    returns = torch.tensor([-1.3, -1.2, 0.9, -0.1, -0.1, -0.2])
+    want = (returns - returns.mean()) / returns.std(unbiased=False)
+    assert torch.allclose(adv[mask.bool()], want, atol=1e-5)
+    assert adv[1, 1] == 0 and adv[3, 1] == 0
+    # a prompt all of whose samples score 10 more gets exactly the same advantages: only differences count
+    shifted = reinforce_baseline_advantages(scores + 10 * (groups == 1), groups, kl, kl_coef=0.5, mask=mask)
+    assert torch.allclose(shifted, adv, atol=1e-6)
+    # with the KL as a loss term instead (β = 0 here): returns −1, −1, 1, 0, 0, 0 before whitening
+    no_kl = reinforce_baseline_advantages(scores, groups, kl, kl_coef=0.0, mask=mask)
+    plain = torch.tensor([-1.0, -1.0, 1.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(no_kl[mask.bool()], (plain - plain.mean()) / plain.std(unbiased=False), atol=1e-5)
