@@ -33,14 +33,33 @@ class PPOStageConfig(RunOptions):
     reward_model: str | None = param(
         default_model("reward_model"), help="reward model folder; None = rule-based components only"
     )
-    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = param(
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp", "reinforce_baseline"] = param(
         "gae",
         help="gae: PPO with a critic and GAE; grpo: reward minus its prompt group's mean, over the group's std; "
         "rloo: reward minus the mean of the prompt's other samples; reinforce_pp: REINFORCE++ (per-token KL in the "
-        "reward, discounted return, whitened over the batch). The last three build no critic and need "
-        "samples_per_prompt ≥ 2",
+        "reward, return, whitened over the batch); reinforce_baseline: REINFORCE++-baseline (the group's mean score "
+        "subtracted first, then as reinforce_pp). All but gae build no critic and need samples_per_prompt ≥ 2 (the "
+        "table in ppo/estimators.py)",
     )
-    grpo_scale: bool = param(True, help="grpo: divide by the group's std (false = 'Dr GRPO': centre only)")
+    grpo_scale: bool = param(True, help="grpo: divide by the group's std (false = 'Dr GRPO': centre only; pair it with "
+                             "loss_agg_mode: seq-mean-token-sum-norm)")
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = param(
+        "token-mean", help="how per-token losses become one: token-mean (every token of the batch alike), "
+        "seq-mean-token-mean (GRPO's paper), seq-mean-token-sum, seq-mean-token-sum-norm (Dr GRPO: token sums over "
+        "max_new_tokens, a constant)"
+    )
+    policy_ratio: Literal["token", "sequence"] = param(
+        "token", help="token: PPO's per-token ratio π/π_old; sequence: GSPO's, the geometric mean over the reply, "
+        "clipped once per reply (use a small cliprange, e.g. 3e-4 / cliprange_high 4e-4)"
+    )
+    dynamic_sampling: int | None = param(
+        None, help="DAPO's dynamic sampling: roll out this many times prompts_per_step prompts and keep up to "
+        "prompts_per_step groups whose scores are not all equal (those carry no group advantage); None = off"
+    )
+    overlong_buffer: int | None = param(
+        None, help="DAPO's soft overlong penalty: replies within this many tokens of max_new_tokens lose up to 1 "
+        "(linearly; 1 at the limit); None = off"
+    )
     value_model: Literal["separate", "policy_head"] = param(
         "separate", help="separate critic model (InstructGPT, DeepSpeed-Chat), or a value head on the policy's trunk"
     )
@@ -102,10 +121,15 @@ class PPOStageConfig(RunOptions):
     missing_eos_penalty: float | None = param(1.0, help="subtracted from the score of a response without EOS")
 
     # --- PPO update
-    gamma: float = param(0.99, help="discount")
+    gamma: float | None = param(
+        None, help="discount; None = 0.99 for gae, 1 for the REINFORCE++ estimators (with a reward at the end only, "
+        "γ < 1 would be a hidden length penalty)"
+    )
     lam: float = param(0.95, help="GAE λ")
-    whiten_advantages: bool = param(True, help="normalize advantages per batch")
-    cliprange: float = param(0.2, help="policy ratio clip ε")
+    whiten_advantages: bool = param(True, help="gae: normalize advantages per batch (the REINFORCE++ estimators "
+                                    "always whiten; the group estimators never do — ignored for them)")
+    cliprange: float = param(0.2, help="policy ratio clip ε (the lower one when cliprange_high is set)")
+    cliprange_high: float | None = param(None, help="DAPO's clip-higher: the upper clip ε_high (e.g. 0.28); None = cliprange")
     cliprange_value: float = param(0.2, help="value clip ε")
     vf_coef: float = param(0.5, help="value-loss weight (separate critic: scales its loss)")
     entropy_coef: float = param(0.01, help="entropy bonus")
@@ -141,6 +165,16 @@ class PPOStageConfig(RunOptions):
             self.kl_in_reward = self.advantage_estimator != "grpo"
         if self.kl_estimator is None:
             self.kl_estimator = "k1" if self.kl_in_reward else "k3"
+        if self.gamma is None:
+            self.gamma = 0.99 if self.advantage_estimator == "gae" else 1.0
+        if self.dynamic_sampling is not None and (self.dynamic_sampling < 1 or self.uses_critic):
+            raise ValueError("dynamic_sampling compares a prompt's samples: it needs a critic-free estimator and a "
+                             f"value ≥ 1, got {self.dynamic_sampling} with {self.advantage_estimator}")
+        if self.overlong_buffer is not None and not 0 < self.overlong_buffer <= self.max_new_tokens:
+            raise ValueError(f"overlong_buffer must be in (0, max_new_tokens = {self.max_new_tokens}], "
+                             f"got {self.overlong_buffer}")
+        if self.cliprange_high is not None and not 0 < self.cliprange_high < 10:
+            raise ValueError(f"cliprange_high must be in (0, 10), got {self.cliprange_high}")
         if not self.uses_critic and self.samples_per_prompt < 2:
             raise ValueError(f"advantage_estimator: {self.advantage_estimator} compares the samples of one prompt: "
                              f"samples_per_prompt must be ≥ 2, got {self.samples_per_prompt}")

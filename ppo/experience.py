@@ -6,7 +6,7 @@ so sequence position P + t is response token t.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -33,3 +33,10 @@ class Experience:
     @property
     def responses(self) -> torch.Tensor:  # (B, T)
         return self.sequences[:, self.prompt_len :]
+
+    def select(self, rows: torch.Tensor) -> Experience:
+        """The same batch restricted to `rows` (indices): every per-reply tensor indexed on its first dim."""
+        def pick(x):
+            return x[rows] if isinstance(x, torch.Tensor) else x
+
+        return Experience(**{f.name: pick(getattr(self, f.name)) for f in fields(self)})

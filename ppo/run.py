@@ -91,7 +91,8 @@ def run(cfg: PPOStageConfig, run_dir: Path) -> Path:
 
     rank, world = distributed.rank(), distributed.world_size()
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="PPO", disable=not main_rank):
-        batch = batch_for_step(prompts, step, cfg.prompts_per_step, cfg.seed)[rank::world]
+        pool = cfg.prompts_per_step * (cfg.dynamic_sampling or 1)  # dynamic sampling keeps the informative part
+        batch = batch_for_step(prompts, step, pool, cfg.seed)[rank::world]
         stats = trainer.step(batch)
         stats.update(reward.last_log)
         stats["episode"] = (step + 1) * cfg.prompts_per_step * cfg.samples_per_prompt  # responses so far (TRL's name)

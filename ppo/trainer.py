@@ -28,10 +28,12 @@ from common.models.prefix import decoder_of, first_trainable_layer, layers_only,
 from common.planning.measure import peak_memory_gb
 from common.training.engines import Trainable, inference_module, zero_stage
 from ppo.config import PPOStageConfig
+from ppo.estimators import gspo_token_policy_loss, informative_groups, overlong_penalty
 from ppo.experience import Experience
 from ppo.losses import (
     AdaptiveKLController,
     FixedKLController,
+    aggregate_loss,
     entropy_from_logits,
     explained_variance,
     gae,
@@ -41,6 +43,7 @@ from ppo.losses import (
     masked_mean,
     masked_whiten,
     policy_loss,
+    reinforce_baseline_advantages,
     reinforce_pp_advantages,
     rloo_advantages,
     sequence_to_tokens,
@@ -236,6 +239,8 @@ class PPOTrainer:
         scores = self.score_fn(prompts, texts, exp).float().to(self.device).clamp(-cfg.reward_clip, cfg.reward_clip)
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~exp.ended).float()
+        if cfg.overlong_buffer is not None:
+            scores = scores + overlong_penalty(exp.response_mask.sum(dim=1), cfg.max_new_tokens, cfg.overlong_buffer)
         exp.scores = scores
         self.last_samples = [
             {"prompt": p.messages[-1]["content"], "domain": p.domain, "response": t, "score": s}
@@ -256,14 +261,31 @@ class PPOTrainer:
             exp.advantages = masked_whiten(advantages, mask) if cfg.whiten_advantages else advantages
         elif cfg.advantage_estimator == "reinforce_pp":
             exp.advantages = reinforce_pp_advantages(rewards, mask, cfg.gamma)
+        elif cfg.advantage_estimator == "reinforce_baseline":
+            exp.advantages = reinforce_baseline_advantages(exp.scores, self.groups(exp), exp.kl, beta, mask, cfg.gamma)
         else:  # group baselines on the sequence reward (score − β·Σ KL when the KL is in the reward)
             sequence = rewards.sum(dim=1)  # (B,)
-            groups = torch.arange(len(sequence), device=sequence.device) // cfg.samples_per_prompt
+            groups = self.groups(exp)
             if cfg.advantage_estimator == "grpo":
                 per_sample = grpo_advantages(sequence, groups, scale=cfg.grpo_scale)
             else:
                 per_sample = rloo_advantages(sequence, groups)
             exp.advantages = sequence_to_tokens(per_sample, mask)
+
+    def groups(self, exp: Experience) -> torch.Tensor:
+        """(B,) prompt ids: the samples of one prompt lie next to each other in the batch."""
+        return torch.arange(exp.sequences.shape[0], device=exp.sequences.device) // self.cfg.samples_per_prompt
+
+    def informative(self, exp: Experience) -> torch.Tensor:
+        """DAPO's dynamic sampling: the rows (indices) of up to prompts_per_step groups whose scores
+        are not all equal — those first, in order; every rank keeps the same number of groups (its
+        optimizer steps must match), at least one, topped up with uninformative groups if need be."""
+        k = self.cfg.samples_per_prompt
+        useful = informative_groups(exp.scores, self.groups(exp))[::k].tolist()  # one flag a group
+        wanted = self.cfg.prompts_per_step // distributed.world_size()
+        kept = max(1, min(min(wanted, sum(flags)) for flags in distributed.all_gather_objects(useful)))
+        order = [g for g, u in enumerate(useful) if u] + [g for g, u in enumerate(useful) if not u]
+        return torch.tensor([g * k + i for g in sorted(order[:kept]) for i in range(k)], device=exp.sequences.device)
 
     # ------------------------------------------------------------------ 4. update
 
@@ -286,13 +308,18 @@ class PPOTrainer:
                 mask = exp.response_mask[rows]
                 logits, values = self._actor(exp, rows, with_values=shared)
                 logprobs = logprobs_of(logits, exp.responses[rows])
-                entropy = masked_mean(entropy_from_logits(logits), mask)
-                p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange)
-                loss = p_loss - cfg.entropy_coef * entropy
-                if not cfg.kl_in_reward:
-                    loss = loss + self.kl_ctl.value * masked_mean(
-                        kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator), mask
-                    )
+                token_entropy = entropy_from_logits(logits)  # (b, T)
+                entropy = masked_mean(token_entropy, mask)
+                if cfg.policy_ratio == "sequence":  # GSPO: one clipped ratio per reply
+                    p_loss, p_stats = gspo_token_policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask,
+                                                             cfg.cliprange, cfg.cliprange_high or cfg.cliprange)
+                else:
+                    p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange,
+                                                  cfg.cliprange_high, cfg.loss_agg_mode, cfg.max_new_tokens)
+                loss = p_loss - cfg.entropy_coef * aggregate_loss(token_entropy, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
+                if not cfg.kl_in_reward:  # k2/k3 as a loss term, clamped so one token cannot dominate
+                    kl = kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator, clamp=True)
+                    loss = loss + self.kl_ctl.value * aggregate_loss(kl, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
                 # TRL's PPO names (docs/tracking.md): averages over every mini-batch of every epoch
                 figures = {"loss/policy_avg": p_loss.item(), "policy/entropy_avg": entropy.item(),
                            "policy/approxkl_avg": p_stats["approxkl"].item(),
@@ -334,6 +361,13 @@ class PPOTrainer:
         exp = self.rollout(prompts)
         t1 = time.perf_counter()
         self.score(exp, prompts)
+        pool_scores = exp.scores  # (B,) every sampled reply's, for the curve: kept groups are a biased subset
+        extra = {}
+        if cfg.dynamic_sampling is not None:
+            rows = self.informative(exp)
+            extra = {"dapo/kept_groups": len(rows) / cfg.samples_per_prompt,
+                     "dapo/informative_share": informative_groups(exp.scores, self.groups(exp)).float().mean().item()}
+            exp = exp.select(rows)
         self.advantages(exp)
         t2 = time.perf_counter()
         stats = self.update(exp)
@@ -347,7 +381,8 @@ class PPOTrainer:
             **stats,
             "objective/kl": kl_sum.mean().item(),
             "objective/entropy": -(exp.logprobs * mask).sum(dim=1).mean().item(),  # −Σ_t log π(y_t) per response
-            "objective/scores": exp.scores.mean().item(),
+            **extra,
+            "objective/scores": pool_scores.mean().item(),
             "objective/non_score_reward": non_score.mean().item(),
             "objective/rlhf_reward": (exp.scores + non_score).mean().item(),
             "response_length": mask.sum(dim=1).mean().item(),
