@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 
 from common import distributed, training
 from common.cli import run_stage
@@ -29,19 +28,19 @@ def main(argv: list[str] | None = None) -> None:
     from common.models import load_model_and_tokenizer
 
     set_seed(cfg.seed)
+    data = dpo_data.prepare(cfg)  # raises on a bad row, before anything is written
     model, tokenizer = load_model_and_tokenizer(cfg.model)
-    data = dpo_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     if distributed.is_main_process():
         print("data hygiene:\n" + data.report.table(), flush=True)
-        if data.truncated:
-            print(f"{data.truncated} pair(s) longer than max_length={cfg.max_length} tokens: cut from the left", flush=True)
         open_run_dir(run_dir, cfg, data.report)
     distributed.barrier()
-    with warnings.catch_warnings():  # TRL marks keep_end for removal in its 2.0; we pin 1.16 (docs/design.md)
-        warnings.filterwarnings("ignore", message=".*'keep_end' truncation mode is deprecated.*")
-        trainer = dpo_train.build_trainer(cfg, run_dir, data, model, tokenizer)
+    trainer = dpo_train.build_trainer(cfg, run_dir, data, model, tokenizer)
+    truncated = dpo_train.count_cut(trainer, cfg.max_length)
+    if truncated and distributed.is_main_process():
+        print(f"{truncated} pair(s) longer than max_length={cfg.max_length} tokens: their shared prompt is cut from "
+              "the left, the same for both replies", flush=True)
     summary = training.train_with_resume(cfg, run_dir, trainer)
-    summary["truncated_pairs"] = data.truncated
+    summary["truncated_pairs"] = truncated
     final = training.save_final(cfg, run_dir, trainer, summary)
     finish_trackers()
     if distributed.is_main_process():
