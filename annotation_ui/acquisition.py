@@ -17,9 +17,11 @@ its most uncertain comparison, since one wrong pair spoils the ranking):
   1: half the members are sure of i ≻ j and half of j ≻ i). Needs M ≥ 2.
 - `random`: a seeded uniform draw (the baseline every strategy must beat).
 
-Selection (`select`) takes the most uncertain tasks, one per prompt, with no domain taking more
-than its share of the budget while other domains still have tasks: quotas of
-ceil(budget / domains) first, then whatever is left by uncertainty alone.
+Selection (`select`) takes one task per prompt (its most uncertain) and covers every domain:
+round-robin over the domains, each taking its most uncertain task left in turn (within a round,
+the domain whose next task is the more uncertain goes first), until the budget is spent. So each
+domain with candidates gets at least min(⌊budget / domains⌋, its tasks) — budget 4 over three
+domains gives 2/1/1, never 2/2/0 — and a domain that runs out leaves its turns to the others.
 """
 
 from __future__ import annotations
@@ -99,9 +101,10 @@ class Candidate:
 def select(candidates: list[Candidate], strategy: Strategy, budget: int, seed: int = 0) -> list[Candidate]:
     """The `budget` tasks to label, most uncertain first (each with `uncertainty` filled in).
 
-    One task per prompt (its most uncertain); each domain first gets at most ceil(budget /
-    domains) of the budget, then what is left goes by uncertainty alone. `random` draws uniformly
-    (seeded) under the same quotas. A budget larger than the pool is an error, not a silent cut."""
+    One task per prompt (its most uncertain), then round-robin over the domains (module doc): each
+    domain with candidates gets at least min(⌊budget / domains⌋, its tasks). `random` draws
+    uniform uncertainties (seeded) and takes them by the same rule. A budget larger than the pool
+    is an error, not a silent cut."""
     if budget < 1:
         raise ValueError(f"budget must be ≥ 1, got {budget}")
     if strategy not in STRATEGIES:
@@ -112,17 +115,22 @@ def select(candidates: list[Candidate], strategy: Strategy, budget: int, seed: i
         c.uncertainty = rng.random() if strategy == "random" else uncertainty(c.scores, strategy)
         if c.key not in best or c.uncertainty > best[c.key].uncertainty:
             best[c.key] = c
-    pool = sorted(best.values(), key=lambda c: (-c.uncertainty, c.key))
+    pool = sorted(best.values(), key=_priority)
     if budget > len(pool):
         raise ValueError(f"budget {budget} is larger than the candidate pool ({len(pool)} prompts); "
                          "lower --budget or add prompts")
     by_domain: dict[str, list[Candidate]] = defaultdict(list)
     for c in pool:
-        by_domain[c.domain].append(c)
-    quota = math.ceil(budget / len(by_domain))
-    chosen = [c for tasks in by_domain.values() for c in tasks[:quota]]
-    chosen = sorted(chosen, key=lambda c: (-c.uncertainty, c.key))[:budget]
-    if len(chosen) < budget:  # some domains had fewer tasks than their quota: fill by uncertainty
-        taken = {id(c) for c in chosen}
-        chosen += [c for c in pool if id(c) not in taken][: budget - len(chosen)]
-    return sorted(chosen, key=lambda c: (-c.uncertainty, c.key))
+        by_domain[c.domain].append(c)  # each domain's tasks, most uncertain first
+    chosen: list[Candidate] = []
+    for turn in range(max(len(tasks) for tasks in by_domain.values())):
+        this_round = sorted((tasks[turn] for tasks in by_domain.values() if turn < len(tasks)), key=_priority)
+        chosen += this_round[: budget - len(chosen)]
+        if len(chosen) == budget:
+            break
+    return sorted(chosen, key=_priority)
+
+
+def _priority(c: Candidate) -> tuple[float, str]:
+    """Sort key: most uncertain first, ties by prompt key (a stable order)."""
+    return -c.uncertainty, c.key

@@ -71,6 +71,8 @@ class Store:
             raise StoreError(f"--db {db!r}: not a database URL SQLAlchemy can open ({err}); use a file path, "
                              "sqlite:///path or postgresql+psycopg://user:password@host/dbname") from None
         if self.sqlite:
+            self._make_folder(db)
+
             @event.listens_for(self.engine, "connect")
             def _pragmas(conn, _record):  # durable and concurrent: WAL, wait on locks
                 cur = conn.cursor()
@@ -93,6 +95,14 @@ class Store:
         except (OperationalError, DatabaseError) as err:
             reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
             raise StoreError(f"{shown}: cannot open the database: {reason}") from None
+
+    def _make_folder(self, db: str) -> None:
+        """A SQLite file is created on first use, and so is its folder (`runs/annotation/` does not
+        exist in a fresh clone until something makes it)."""
+        try:
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"--db {db!r}: cannot create its folder ({err})") from None
 
     @contextmanager
     def session(self, write: bool = True):

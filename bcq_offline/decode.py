@@ -2,6 +2,10 @@
 (an additive −inf mask), then greedy on Q or sampling from softmax(Q / T) over them.
 `policy="behaviour"` decodes with G itself (greedy or sampled) for comparison.
 
+The decoding distribution at temperature T, π_T = softmax(Q / T) over the allowed tokens, is the
+policy whose log-probability each reply records (`Decoded.logprob`) — whether it was decoded
+greedily or sampled: it is what the evaluation stage's KL compares with a reference model.
+
 `constrained_generate(...)` is the function other code calls; `python -m bcq_offline.generate`
 wraps it for the command line.
 """
@@ -25,7 +29,9 @@ class Decoded:
     q_first: float  # Q(s_0, a_0) of the first chosen token (BCQ's own estimate of the return)
     allowed: list[int] = field(default_factory=list)  # allowed tokens per step
     kl_to_g: float = 0.0  # Σ_t KL(π(·|s_t) ‖ G(·|s_t)) over the response
-    logprob: float = 0.0  # Σ_t log π(a_t | s_t) of the decoding policy (0 for greedy: deterministic)
+    # Σ_t log π_T(a_t | s_t), π_T = softmax(scores / temperature) over the allowed tokens (scores:
+    # Q, or G's log-probabilities for policy="behaviour") — recorded for greedy decoding too
+    logprob: float = 0.0
     ended: bool = False  # the response ended with EOS (within max_new_tokens)
 
 
@@ -67,16 +73,16 @@ def constrained_generate(
             q = model(hidden=q_hidden[:, None])[:, 0]  # (n, V)
             allowed = allowed_actions(g_logp, tau)
             scores = constrain(q, allowed)
+        pi = torch.log_softmax(scores / temperature, dim=-1)  # (n, V) log π_T: 0 probability off the allowed set
         if greedy:
             action = scores.argmax(-1)
-            logp_pi = torch.zeros(n, device=device)  # a deterministic policy: KL = −log G(a)
-            kl = logp_pi - g_logp.gather(-1, action[:, None]).squeeze(-1)
+            kl = -g_logp.gather(-1, action[:, None]).squeeze(-1)  # the greedy policy is deterministic: −log G(a)
         else:
-            pi = torch.log_softmax(scores / temperature, dim=-1)
             action = torch.multinomial(pi.exp(), 1, generator=generator).squeeze(-1)
-            logp_pi = pi.gather(-1, action[:, None]).squeeze(-1)
             p = pi.exp()
             kl = (p * (pi - g_logp)).nan_to_num().sum(-1)  # tokens with π = 0 add nothing
+        # greedy or sampled, the same quantity: the evaluation's KL (docs/evaluation.md)
+        logp_pi = pi.gather(-1, action[:, None]).squeeze(-1)
         for i in range(n):
             if done[i]:
                 continue

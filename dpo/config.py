@@ -14,8 +14,9 @@ from common.training import TrainingOptions
 @dataclass
 class DPOStageConfig(TrainingOptions):
     """DPO (TRL's DPOTrainer) of a chat model on preference pairs; K-way rankings become all
-    their ordered pairs. With LoRA the reference is the same weights with the adapters off; with
-    full fine-tuning a frozen copy. Shared options (model, LoRA, optimisation, checkpoints, early
+    their ordered pairs. The reference is the starting policy (`model`, an SFT adapter merged):
+    with LoRA the same weights with the adapters off; with full fine-tuning a frozen copy of
+    them. Shared options (model, LoRA, optimisation, checkpoints, early
     stopping, trackers, DeepSpeed) come from `common.training.TrainingOptions`."""
 
     output_root: str = param("runs/dpo", help="parent folder of run folders")
@@ -26,7 +27,15 @@ class DPOStageConfig(TrainingOptions):
     data: list[PreferenceSource] = param([], help="preference sources with weights (pairs, rankings, HH)")
     val_fraction: float = param(0.1, help="share of prompts held out for validation (split by prompt)")
     max_train_groups: int | None = param(None, help="cap on training groups after mixing (None = all)")
-    max_length: int = param(512, help="tokens per prompt+reply; longer pairs lose their beginning (counted, not dropped)")
+    max_length: int = param(
+        512, help="tokens per prompt+reply; a longer pair's shared prompt loses its oldest tokens, the same for both "
+        "replies (counted, not dropped)")
+    pair_weighting: Literal["pair", "group"] = param(
+        "pair",
+        help="pair = every ordered pair counts once (a 4-response ranking weighs 6 pairs); group = pairs drawn with "
+        "probability 1/(pairs of their group), so each ranking counts once (the reward model's option). Equal on "
+        "pairs-only data such as HH",
+    )
 
     # --- loss
     loss_type: Literal["sigmoid", "ipo", "robust"] = param(

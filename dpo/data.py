@@ -2,9 +2,8 @@
 (`common.data.preferences`), then every group's ordered pairs (i ranked above j; ties give none) in
 TRL's conversational preference format.
 
-Pairs longer than `max_length` tokens are not dropped: the trainer cuts them from the left (the
-reward model's rule — the replies, where a pair differs, sit at the end), and their number is
-reported.
+Pairs longer than `max_length` tokens are not dropped: the batches cut their shared prompt once,
+the same for both replies (`dpo.batching.cut_pair`), and their number is reported.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ class PreparedPairs:
     train: Dataset
     validation: Dataset | None
     report: HygieneReport
-    truncated: int  # pairs (train + validation) longer than max_length, cut from the left
+    # pair_weighting = group: per training pair, the number of pairs its group gave (None: every
+    # pair counts once — the default, and any data in which every group gave one pair)
+    train_group_sizes: list[int] | None = None
 
 
 def pairs_of(group: PreferenceGroup) -> list[dict]:
@@ -37,18 +38,16 @@ def pairs_of(group: PreferenceGroup) -> list[dict]:
             for i, j in permutations(range(k), 2) if group.ranks[i] < group.ranks[j]]
 
 
-def too_long(pair: dict, tokenizer, max_length: int) -> bool:
-    def length(reply):
-        return len(tokenizer.apply_chat_template(pair["prompt"] + reply, tokenize=True, return_dict=False))
-
-    return max(length(pair["chosen"]), length(pair["rejected"])) > max_length
-
-
-def prepare(cfg: DPOStageConfig, tokenizer) -> PreparedPairs:
+def prepare(cfg: DPOStageConfig) -> PreparedPairs:
     """Read, clean, split by prompt, mix, expand to pairs; raises DataError (file:line) before anything is written."""
     train_groups, val_groups, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups)
-    train = [p for g in train_groups for p in pairs_of(g)]
+    train, sizes = [], []
+    for g in train_groups:
+        pairs = pairs_of(g)
+        train += pairs
+        sizes += [len(pairs)] * len(pairs)
     val = [p for g in val_groups for p in pairs_of(g)]
     report.add("expanded to pairs (train)", len(train_groups), len(train))
-    truncated = sum(too_long(p, tokenizer, cfg.max_length) for p in train + val)
-    return PreparedPairs(Dataset.from_list(train), Dataset.from_list(val) if val else None, report, truncated)
+    weighted = cfg.pair_weighting == "group" and any(n > 1 for n in sizes)
+    return PreparedPairs(Dataset.from_list(train), Dataset.from_list(val) if val else None, report,
+                         sizes if weighted else None)

@@ -1,9 +1,8 @@
-"""The DPO stage in order: policy and pairs (every check before anything is written) → run folder →
-TRL's DPOTrainer with resume → the final model."""
+"""The DPO stage in order: pairs and policy (every check before anything is written) → run folder →
+TRL's DPOTrainer with resume (over-long pairs cut once per pair, counted) → the final model."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from common import distributed, training
@@ -11,20 +10,20 @@ from common.models import load_model_and_tokenizer
 from common.tracking import finish_trackers
 from dpo import data as dpo_data
 from dpo.config import DPOStageConfig
-from dpo.train import build_trainer
+from dpo.train import build_trainer, count_cut
 
 
 def run(cfg: DPOStageConfig, run_dir: Path) -> Path:
+    data = dpo_data.prepare(cfg)  # raises on a bad row, before anything is written
     model, tokenizer = load_model_and_tokenizer(cfg.model)
-    data = dpo_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
-    notes = (f"{data.truncated} pair(s) longer than max_length={cfg.max_length} tokens: cut from the left",) \
-        if data.truncated else ()
-    training.open_run(cfg, run_dir, data.report, notes)
-    with warnings.catch_warnings():  # TRL marks keep_end for removal in its 2.0; we pin 1.16 (docs/design.md)
-        warnings.filterwarnings("ignore", message=".*'keep_end' truncation mode is deprecated.*")
-        trainer = build_trainer(cfg, run_dir, data, model, tokenizer)
+    training.open_run(cfg, run_dir, data.report)
+    trainer = build_trainer(cfg, run_dir, data, model, tokenizer)
+    truncated = count_cut(trainer, cfg.max_length)
+    if truncated and distributed.is_main_process():
+        print(f"{truncated} pair(s) longer than max_length={cfg.max_length} tokens: their shared prompt is cut from "
+              "the left, the same for both replies", flush=True)
     summary = training.train_with_resume(cfg, run_dir, trainer)
-    summary["truncated_pairs"] = data.truncated
+    summary["truncated_pairs"] = truncated
     final = training.save_final(cfg, run_dir, trainer, summary)
     finish_trackers()
     if distributed.is_main_process():

@@ -65,7 +65,8 @@ class EvalConfig(RunOptions):
     samples_per_prompt: int = param(2, help="replies per prompt and policy (compared by sample index)")
     decoding: Literal["sample", "greedy"] = param("sample", help="sampling, or greedy (then samples_per_prompt must be 1)")
     temperature: float = param(1.0, help="sampling temperature (also divides the logits of the KL passes)")
-    top_p: float = param(1.0, help="nucleus sampling (1 = off)")
+    top_p: float = param(1.0, help="nucleus sampling (1 = off); it decides which replies are drawn, the KL uses the "
+                         "untruncated distributions")
     max_new_tokens: int = param(64, help="reply length limit")
     batch_size: int = param(32, help="prompts per generate call (each with all its samples)")
 

@@ -98,7 +98,9 @@ def sample_all(cfg: EvalConfig, prepared: Prepared, mine: list[int], timing: dic
         release_memory()  # sampling's KV caches, freed but still held by the allocator
         for r in replies:
             if r.policy == ref.spec.name:
-                r.ref_logprob = r.logprob  # the reference's own replies: log-ratio 0 by definition
+                # the reference's own replies: their recorded log π_T IS log π_ref,T (same model, same
+                # temperature, untruncated), so their KL is exactly 0; every other policy is scored below
+                r.ref_logprob = r.logprob
         reference_logprobs(model, tokenizer, [r for r in replies if r.ref_logprob is None], messages, cfg)
         timing["kl_reference"] = time.perf_counter() - t0
         del model, tokenizer

@@ -90,8 +90,18 @@ def policy_summary(replies: list[Reply], cfg: EvalConfig, has_kl: bool) -> dict:
     if any("accuracy" in r.scores for r in replies):
         out["components"] = {c: _per_prompt_ci(replies, lambda r, c=c: r.scores.get(c), seed, n) for c in COMPONENTS}
     if has_kl:
-        out["kl"] = _per_prompt_ci(replies, lambda r: r.logprob - r.ref_logprob, seed, n)
+        out["kl"] = _per_prompt_ci(replies, kl_term, seed, n)
     return out
+
+
+def kl_term(r: Reply) -> float:
+    """One reply's term of the KL column: Σ_t [log π_T(y_t | ·) − log π_ref,T(y_t | ·)] over its
+    tokens (EOS included), π_T and π_ref,T the temperature-T softmax distributions of the policy
+    and of the reference model (T = the stage's `temperature`), untruncated by top-p. Its mean over
+    a policy's replies — a Monte-Carlo estimate of KL(π_T ‖ π_ref,T) when the replies are drawn from
+    π_T — is the quantity PPO's KL penalty controls. Decoding (greedy, top-p) only decides which
+    replies are drawn; every policy kind records the same log π_T (`evaluation.policies`)."""
+    return r.logprob - r.ref_logprob
 
 
 def paired(replies: list[Reply], policy: str, baseline: str) -> list[tuple[Reply, Reply]]:

@@ -2,8 +2,10 @@
 
 A policy is a language model (an SFT/PPO/DPO output — full weights or a LoRA adapter —, the
 default model, a hub id) that samples through `generate`, or a BCQ model (`bcq_config.json`)
-that decodes with its batch-constrained decoding. Each reply carries its log-probability under
-the policy's own sampling distribution, for the KL judge.
+that decodes with its batch-constrained decoding. Each reply carries log π_T(y), the policy's own
+temperature-T distribution, untruncated, for the KL judge (`evaluation.judges.kl_term`): a
+language model's softmax(logits / T), a BCQ model's softmax(Q / T) over its allowed tokens —
+the same quantity whether the reply was sampled (with any top-p) or decoded greedily.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class Reply:
     text: str
     tokens: list[int]  # response token ids (EOS included when it ended)
     ended: bool
-    logprob: float | None = None  # log π(y) under the policy's sampling distribution
-    ref_logprob: float | None = None  # log π_ref(y) under the KL reference
+    logprob: float | None = None  # log π_T(y): the policy's temperature-T distribution, untruncated
+    ref_logprob: float | None = None  # log π_ref,T(y): the KL reference's, likewise
     scores: dict[str, float] = field(default_factory=dict)  # rm, mixed, components; if_strict, if_loose
     followed: dict[str, list[bool]] | None = None  # strict/loose verdict per constraint of its prompt (if any)
 
@@ -175,8 +177,8 @@ def _sample_bcq(info: PolicyInfo, prompts, cfg: EvalConfig, device: torch.device
 
 
 def reference_logprobs(model, tokenizer, replies: list[Reply], messages: dict[int, list[Message]], cfg: EvalConfig) -> None:
-    """Fill `ref_logprob` of `replies` (in place) under the loaded reference model, at the stage's
-    temperature — the one every reply's own log π was measured at."""
+    """Fill `ref_logprob` of `replies` (in place): log π_ref,T(y) under the loaded reference model at
+    the stage's temperature, untruncated — as every reply's own log π_T was recorded."""
     prompt_ids = dict(zip(messages, encode_prompts(tokenizer, list(messages.values()))))
     ordered = sorted(replies, key=lambda r: len(prompt_ids[r.prompt]) + len(r.tokens))  # similar lengths together
     for start in tqdm(range(0, len(ordered), cfg.batch_size), desc="KL reference", leave=False):

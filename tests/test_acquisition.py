@@ -73,6 +73,20 @@ def test_no_domain_takes_the_whole_budget_while_others_have_tasks():
     assert [c.domain for c in chosen].count("medical") == 4
 
 
+def test_every_domain_gets_its_floor_share_of_the_budget():
+    # three domains of three tasks each; medical and finance are all more uncertain than legal
+    pool = cands(*[(f"m{i}", "medical", [0.0, 0.01 * i]) for i in range(3)],
+                 *[(f"f{i}", "finance", [0.0, 0.1 + 0.01 * i]) for i in range(3)],
+                 *[(f"l{i}", "legal", [0.0, 3.0 + i]) for i in range(3)])
+    chosen = select(pool, "margin", 4)
+    # round-robin: each domain's most uncertain (m0, f0, l0), then the most uncertain second (m1);
+    # quotas of ceil(4 / 3) = 2 would have given medical 2, finance 2, legal 0
+    assert [c.key for c in chosen] == ["m0", "m1", "f0", "l0"]
+    for budget in range(1, 10):
+        counts = [[c.domain for c in select(pool, "margin", budget)].count(d) for d in ("medical", "finance", "legal")]
+        assert min(counts) >= budget // 3 and sum(counts) == budget, (budget, counts)
+
+
 def test_random_is_seeded_and_budget_beyond_the_pool_is_an_error():
     pool = cands(*[(f"p{i}", "general", [0.0, float(i)]) for i in range(20)])
     a = [c.key for c in select(pool, "random", 5, seed=3)]

@@ -206,3 +206,28 @@ def test_a_saved_bilinear_model_reloads_with_the_same_q(tiny_model_dir, tmp_path
         want = trainer.model(**b.inputs(), start=b.prompt_len - 1)
         got = loaded(**b.inputs(), start=b.prompt_len - 1)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_decoding_records_log_pi_t_greedy_or_sampled(tiny_model_dir, greedy):
+    """Greedy or sampled, a reply's `logprob` is Σ_t log π_T(a_t | s_t) with π_T = softmax(Q / T) over
+    the allowed tokens — checked against a teacher-forced pass over the decoded reply."""
+    from bcq_offline.constraint import allowed_actions, constrain
+
+    trainer = make_trainer(tiny_model_dir)
+    model, tok, tau, temperature = trainer.model, trainer.tokenizer, 0.3, 0.7
+    with torch.no_grad():  # a Q unlike G's logits, so that π_T is not G's distribution
+        model.q_head.bias.copy_(torch.randn_like(model.q_head.bias))
+    decoded = constrained_generate(model, tok, PROMPTS[:2], tau, max_new_tokens=5, greedy=greedy,
+                                   temperature=temperature, generator=torch.Generator().manual_seed(0))
+    for prompt, d in zip(PROMPTS[:2], decoded):
+        prompt_ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+        ids = torch.tensor([list(prompt_ids) + d.tokens])  # (1, L)
+        with torch.no_grad():
+            hidden = model.trunk(ids, torch.ones_like(ids), torch.arange(ids.shape[1])[None], adapters=False)
+            states = hidden[:, len(prompt_ids) - 1 : -1]  # (1, T, H): the states the reply's tokens were chosen in
+            allowed = allowed_actions(model.behaviour_logprobs(states), tau)
+            pi = torch.log_softmax(constrain(model(hidden=states), allowed) / temperature, dim=-1)
+        expected = pi[0].gather(-1, torch.tensor(d.tokens)[:, None]).sum().item()
+        assert d.logprob == pytest.approx(expected, abs=1e-4)
+        assert d.logprob < 0  # greedy too: the decoding distribution's log-probability, not 0

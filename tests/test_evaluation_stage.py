@@ -68,6 +68,23 @@ def test_two_tiny_policies_and_the_tiny_reward_model_write_every_output(tiny_mod
         main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir))
 
 
+def test_the_kl_has_one_definition_whatever_the_decoding(tiny_model_dir, other_tiny_model_dir, tmp_path):
+    """KL = mean Σ_t [log π_T − log π_ref,T], both untruncated: top-p < 1 only decides which replies
+    are drawn, so a policy with the reference's weights has KL 0 and any other policy — the baseline
+    included — is scored against the reference."""
+    three = (f"[{{name: base, model: {tiny_model_dir}}}, {{name: other, model: {other_tiny_model_dir}}}, "
+             f"{{name: twin, model: {tiny_model_dir}}}]")
+    main(["--config", TINY, "--output_root", str(tmp_path), "--policies", three, "--baseline", "other",
+          "--kl_reference", "base", "--top_p", "0.5", "--max_prompts", "4"])
+    report = json.loads((tmp_path / "tiny/eval.json").read_text())
+    kl = {name: s["kl"]["mean"] for name, s in report["policies"].items()}
+    assert kl["base"] == 0.0  # the reference itself
+    assert abs(kl["other"]) > 0.1, kl  # a top-p < 1 baseline that is not the reference
+    # the reference's weights under another name, teacher-forced by the reference: 0 up to rounding
+    # (a nucleus-renormalised log π would add −log(nucleus mass) per token)
+    assert abs(kl["twin"]) < 1e-3, kl
+
+
 def test_sampling_is_seeded_and_greedy_gives_one_reply(tiny_model_dir, other_tiny_model_dir, tmp_path):
     main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--run_name", "a"))
     main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--run_name", "b"))

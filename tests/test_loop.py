@@ -118,3 +118,14 @@ def test_a_round_with_bad_inputs_is_one_line_and_writes_nothing(tiny_model_dir, 
     assert not (tmp_path / "loop").exists() and Store(db).tasks() == []
     proc = loop(base, 2)  # round 1 never ran
     assert proc.returncode == 2 and "run `make loop ROUND=1` first" in proc.stderr
+
+
+def test_round_0_on_a_fresh_clone_creates_the_annotation_database(tiny_model_dir, tiny_reward_model, tmp_path):
+    """`make loop ROUND=0` right after `make ppo`: nothing has made runs/annotation/ yet."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    db = runs / "annotation" / "labels.db"
+    proc = loop(["--config", "configs/loop/tiny.yaml", "--root", str(runs / "loop"), "--db", str(db),
+                 "--policy", str(tiny_model_dir), "--reward_model", str(tiny_reward_model)], 0)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len([t for t in Store(str(db)).tasks() if t.batch == "round-1"]) == 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -53,12 +55,12 @@ def test_ppo_raises_a_rule_reward_while_kl_stays_finite(tiny_model_dir, value_mo
     # (measured: separate critic 0.15 → 0.36; value head on the trunk, which the value loss also moves, → 0.30)
     assert last > first + 0.12, (first, last)
     assert all(torch.isfinite(torch.tensor(h["objective/kl"])) for h in history)
-    assert all(h["loss/policy_avg"] == h["loss/policy_avg"] for h in history)  # no NaN
+    assert all(math.isfinite(h["loss/policy_avg"]) for h in history)
     after = trainer.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     if head is not None:  # the value head on the policy's trunk learned values
         assert not torch.equal(head_before, head.weight)
-        assert history[-1]["val/explained_variance"] == history[-1]["val/explained_variance"]
+        assert math.isfinite(history[-1]["val/explained_variance"])
 
 
 def constant(value: float):
@@ -237,4 +239,4 @@ def test_critic_free_estimators_raise_the_rule_reward(tiny_model_dir, estimator)
     first = sum(h["objective/scores"] for h in history[:5]) / 5
     last = sum(h["objective/scores"] for h in history[-10:]) / 10
     assert last > first + 0.12, (estimator, first, last)
-    assert "loss/value_avg" not in history[-1] and all(h["loss/policy_avg"] == h["loss/policy_avg"] for h in history)
+    assert "loss/value_avg" not in history[-1] and all(math.isfinite(h["loss/policy_avg"]) for h in history)

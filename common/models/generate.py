@@ -49,7 +49,7 @@ class Reply:
     text: str
     tokens: list[int]  # response token ids, up to and including EOS when it ended
     ended: bool  # the reply produced EOS within max_new_tokens
-    logprob: float  # Σ_t log π(y_t | prompt, y_<t) under the distribution it was drawn from
+    logprob: float  # Σ_t log π_T(y_t | prompt, y_<t): the temperature-T softmax, untruncated by top-p
 
 
 def encode_prompts(tokenizer, prompts: list[list[Message]]) -> list[list[int]]:
@@ -80,29 +80,37 @@ class RecordingSampler(LogitsProcessor):
     uniform number per row against the cumulative distribution. `torch.multinomial`, which
     `generate`'s own sampling calls, draws an exponential variate for every vocabulary entry
     instead: 0.2 s a step for 120 rows × 49k tokens on a 2-core CPU, a third of the step.
-    Greedy (`do_sample=False`): the argmax, its log-probability at `temperature`.
+    Greedy (`do_sample=False`): the argmax.
+
+    Recorded, whatever the decoding: log π_T(token) under the temperature-T softmax, untruncated
+    (not the nucleus renormalised) — the policy's own distribution, which the evaluation's KL
+    compares with the reference's (docs/evaluation.md); decoding only decides which token is taken.
     """
 
     def __init__(self, do_sample: bool, temperature: float, top_p: float, generator: torch.Generator | None):
         self.do_sample, self.temperature, self.top_p, self.generator = do_sample, temperature, top_p, generator
-        self.steps: list[torch.Tensor] = []  # per step: (B,) log π of the token picked
+        self.steps: list[torch.Tensor] = []  # per step: (B,) log π_T of the token picked
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # (B, V)
-        if self.do_sample and self.top_p < 1:
-            sorted_logp, order = logp.sort(dim=-1, descending=True)
-            # keep a token while the mass before it is below top_p (the most likely one always stays)
-            outside = sorted_logp.exp().cumsum(-1) - sorted_logp.exp() >= self.top_p
-            logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, float("-inf")))
-            logp = logp - logp.logsumexp(dim=-1, keepdim=True)
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # (B, V) log π_T
         if self.do_sample:
-            cdf = logp.exp().cumsum(dim=-1)  # (B, V)
+            cdf = self._nucleus(logp).exp().cumsum(dim=-1)  # (B, V)
             u = (1 - torch.rand(cdf.shape[0], 1, generator=self.generator, device=cdf.device)) * cdf[:, -1:]
             pick = torch.searchsorted(cdf, u).clamp(max=cdf.shape[1] - 1).squeeze(-1)  # (B,)
         else:
             pick = logp.argmax(dim=-1)
         self.steps.append(logp.gather(-1, pick[:, None]).squeeze(-1))
         return torch.full_like(scores, float("-inf")).scatter(-1, pick[:, None], 0.0)
+
+    def _nucleus(self, logp: torch.Tensor) -> torch.Tensor:
+        """(B, V) log-probabilities to draw from: the top-p nucleus of `logp`, renormalised (top_p < 1)."""
+        if self.top_p >= 1:
+            return logp
+        sorted_logp, order = logp.sort(dim=-1, descending=True)
+        # keep a token while the mass before it is below top_p (the most likely one always stays)
+        outside = sorted_logp.exp().cumsum(-1) - sorted_logp.exp() >= self.top_p
+        kept = logp.scatter(-1, order, sorted_logp.masked_fill(outside, float("-inf")))
+        return kept - kept.logsumexp(dim=-1, keepdim=True)
 
 
 @torch.no_grad()
@@ -111,7 +119,8 @@ def sample_batch(model, tokenizer, prompt_ids: list[list[int]], n: int, max_new_
     """`n` replies to each prompt (token ids from `encode_prompts`) in one `generate` call: the
     prompts left-padded into one batch, each row repeated n times, every reply with its log π.
     Greedy when `do_sample` is False (each of the n replies is then the same). Pass a seeded
-    `generator` for repeatable replies."""
+    `generator` for repeatable replies. Each reply's log π is at `temperature`, untruncated by
+    `top_p` and recorded for greedy replies too (`RecordingSampler`)."""
     device = next(model.parameters()).device
     ids, mask = _left_pad(prompt_ids, tokenizer.pad_token_id)
     ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)  # (N·n, L)
@@ -135,8 +144,8 @@ def sample_batch(model, tokenizer, prompt_ids: list[list[int]], n: int, max_new_
 @torch.no_grad()
 def response_logprobs(model, prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int,
                       temperature: float = 1.0, batch_size: int = 16) -> list[float]:
-    """Σ_t log π(y_t | prompt, y_<t) for each (prompt, response) pair — a teacher-forced pass, the
-    logits divided by `temperature` (the distribution the reply was sampled from).
+    """Σ_t log π_T(y_t | prompt, y_<t) for each (prompt, response) pair — a teacher-forced pass, the
+    logits divided by `temperature`, untruncated (what `sample_batch` records).
 
     Sequences are left-padded, so every response ends at the last position and the LM head runs
     only on the last max(len(response)) + 1 positions, not on the prompts."""
