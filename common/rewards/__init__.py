@@ -6,4 +6,6 @@
               response's n-grams that are not repeats within it (`diversity.py`);
 - efficiency: response length against the domain's token budget (`efficiency.py`);
 - mixing:     per-domain weights from `configs/domains/<name>.yaml` (`mixer.py`).
+- verifiers:  rules that decide whether a reply follows instructions such as "at most 25
+              words" or "reply in Chinese" (`verifiers/`; IFEval-style strict and loose scores).
 """
