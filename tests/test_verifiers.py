@@ -137,6 +137,8 @@ CASES = [
     (C("postscript", marker="P.S."), "Rest well.\nP.S. Drink water.", True),
     (C("postscript", marker="P.S."), "Rest well.\np. s. drink water", True),
     (C("postscript", marker="P.S."), "Rest well.\nP.S.", False),
+    (C("postscript", marker="P.S."), "Rest well.\nP.S.\nDrink water.", True),  # the text may start on the next line
+    (C("postscript", marker="P.S."), "Rest well.\nP.S. \n  \n", False),
     (C("postscript", marker="P.S."), "Rest well. P.S. inline is no line start", False),
     (C("postscript", marker="附言"), "多休息。\n附言：记得复诊。", True),
     (C("postscript"), "多休息。\n附言：记得复诊。", False),  # the default marker is P.S.

@@ -294,11 +294,11 @@ def title(reply: str) -> bool:
 
 @answered
 def postscript(reply: str, marker: str = "P.S.") -> bool:
-    """A line that starts with `marker` (any case; 'P. S.' counts for 'P.S.') and goes on with some
-    text: 'P.S. call me', '附言：记得复诊'. A bare marker is no postscript."""
+    """A line that starts with `marker` (any case; 'P. S.' counts for 'P.S.'), followed by some text on
+    that line or the next ones: 'P.S. call me', '附言：记得复诊'. A marker with nothing after it is no postscript."""
     head = r"\s*".join(re.escape(c) for c in marker if not c.isspace())
-    line = re.compile(rf"^[ \t]*{head}(.*)$", re.M | re.I)
-    return any(_LETTER.search(m.group(1)) for m in line.finditer(reply))
+    start = re.compile(rf"^[ \t]*{head}(.*)", re.M | re.I | re.S)
+    return any(_LETTER.search(m.group(1)) for m in start.finditer(reply))
 
 
 @answered
