@@ -8,4 +8,6 @@
 - constraints: the share of a prompt's instructions a reply follows ("at most 25 words", "reply in
               Chinese", …), decided by rules (`verifiers/`);
 - mixing:     per-domain weights from `configs/domains/<name>.yaml` (`mixer.py`).
+- verifiers:  rules that decide whether a reply follows instructions such as "at most 25
+              words" or "reply in Chinese" (`verifiers/`; IFEval-style strict and loose scores).
 """
