@@ -19,7 +19,13 @@ def plot_reward_curve(run_dir: str | Path) -> Path:
     top.plot(steps, [r["objective/scores"] for r in rows], marker=".", label="mixed reward (score)")
     top.plot(steps, [r["objective/rlhf_reward"] for r in rows], marker=".", label="score − β·KL")
     top.set_ylabel("reward")
-    top.legend()
+    if any("reward/all/constraints" in r for r in rows):  # the rules' verdict, unnormalised: what a person checks
+        twin = top.twinx()
+        twin.plot(steps, [r.get("reward/all/constraints") for r in rows], color="tab:green", marker=".",
+                  label="constraints followed (share)")
+        twin.set_ylabel("share of constraints followed")
+        twin.legend(loc="lower right")
+    top.legend(loc="upper left")
     top.grid(alpha=0.3)
     bottom.plot(steps, [r["objective/kl"] for r in rows], color="tab:red", marker=".")
     bottom.set_ylabel("KL to reference (per response)")

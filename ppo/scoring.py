@@ -18,7 +18,8 @@ class MixedReward:
     The reward model's score enters as the accuracy component (normalized by the statistics saved
     with it, then per `RewardMixer.rm_saved_stats`); a prompt with a reference answer uses its
     domain's reference metric instead. After each call `last_log` holds
-    `reward/<domain>/<component>` means over the whole step (all ranks) for logging.
+    `reward/<domain>/<component>` means over the whole step (all ranks) for logging, `reward/all/<component>`
+    over every domain.
     """
 
     def __init__(self, mixer: RewardMixer, scorer: RewardScorer | None):
@@ -53,7 +54,7 @@ class MixedReward:
             by_domain[s.domain].append(i)
         self.last_log = {
             f"reward/{domain}/{c}": raw[c][rows].nanmean().item()
-            for domain, rows in by_domain.items()
+            for domain, rows in [("all", list(range(len(samples)))), *by_domain.items()]
             for c in COMPONENTS
             if not torch.isnan(raw[c][rows]).all()
         }

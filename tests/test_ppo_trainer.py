@@ -18,18 +18,24 @@ PROMPTS = [Prompt([{"role": "user", "content": f"Say something about {w}."}], "g
            for w in ("cats", "rates", "contracts", "code", "health", "rain", "tea", "maps")]
 
 
-def make_trainer(model_dir, score_fn, *overrides: str) -> PPOTrainer:
+def make_trainer(model_dir, score_fn, *overrides: str, seed: int = 0) -> PPOTrainer:
     cfg = parse_args(PPOStageConfig, [
         "--finetune", "full", "--prompts_per_step", "8", "--samples_per_prompt", "2", "--mini_batch_size", "8",
         "--max_new_tokens", "8", "--policy_lr", "1e-2", "--critic_lr", "3e-3", "--ppo_epochs", "4",
         "--missing_eos_penalty", "null", "--precision", "fp32", *overrides,
     ])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     policy, tokenizer = load_model_and_tokenizer(str(model_dir))
     critic = None
     if cfg.value_model == "separate" and cfg.uses_critic:
         critic = build_critic(str(model_dir), zero_head=True, freeze_layers=cfg.critic_freeze_layers)
     return PPOTrainer(cfg, policy, tokenizer, critic, score_fn)
+
+
+def gain(history: list[dict]) -> float:
+    """How much the score rose: the mean of the last 10 steps minus the mean of the first 5."""
+    first = sum(h["objective/scores"] for h in history[:5]) / 5
+    return sum(h["objective/scores"] for h in history[-10:]) / 10 - first
 
 
 def target_token_rate(targets: torch.Tensor):
