@@ -48,7 +48,8 @@ def plan(cfg: PPOStageConfig, setup: Setup) -> Plan:
         rows.append(frozen_model("reward model", resolve_arch(cfg.reward_model, "reward_model"), setup, classifier=True))
     p = Plan("ppo", setup, rows)
 
-    batch = local_share(cfg.prompts_per_step * cfg.samples_per_prompt, setup.world)
+    # dynamic sampling rolls out `dynamic_sampling` times the prompts and keeps at most prompts_per_step groups
+    batch = local_share(cfg.prompts_per_step * (cfg.dynamic_sampling or 1) * cfg.samples_per_prompt, setup.world)
     mini = local_share(cfg.mini_batch_size, setup.world)
     prompt, source = longest_prompt_tokens(cfg.policy, cfg.prompts, cfg.domains_dir, cfg.seed, cfg.max_prompt_tokens)
     tokens = prompt + cfg.max_new_tokens
