@@ -3,7 +3,7 @@
     cfg, run_dir = start(PPOStageConfig, argv, stage="ppo", plan=ppo.plan.plan, divisible=("prompts_per_step",))
 
 `start` runs, in this order: parse the recipe and overrides → join the process group the launcher
-describes → check that the processes divide the global batches → plan the run's memory (one log
+describes → check that an own loop's processes divide its global batches → plan the run's memory (one log
 line; a refusal when it cannot fit) → claim the run folder on rank 0 (a finished run is refused
 unless `overwrite`, which deletes it) → barrier → seed. Nothing is written before the stage's own
 checks of its data and models pass; the stage then creates the folder with `open_run_dir`.
@@ -81,13 +81,18 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=None, divisible: tuple[str, ...] = (),
+def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=None, divisible: tuple[str, ...] | None = None,
           finished: str = FINAL, what: str = "run") -> tuple[T, Path]:
     """Parse → join the process group → check the processes → memory preflight → claim the run
-    folder (rank 0) → barrier → seed. Returns the config and the run folder (not yet created)."""
+    folder (rank 0) → barrier → seed. Returns the config and the run folder (not yet created).
+
+    `divisible`: a stage with its own training loop (PPO, BCQ) names the global batch sizes that its
+    processes split; with several processes it then needs a DeepSpeed config. None: no such check
+    (a Trainer stage runs DDP without one; the evaluation shares prompts, not batches)."""
     cfg = parse_args(config_class, argv, prog=f"python -m {stage}")
     distributed.init()
-    check_processes(cfg, divisible)
+    if divisible is not None:
+        check_processes(cfg, divisible)
     if plan is not None:
         from common.planning.preflight import preflight
 
