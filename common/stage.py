@@ -2,8 +2,8 @@
 
     cfg, run_dir = start(PPOStageConfig, argv, stage="ppo", plan=ppo.plan.plan, divisible=("prompts_per_step",))
 
-`start` runs, in this order: parse the recipe and overrides → join the process group the launcher
-describes → check that an own loop's processes divide its global batches → plan the run's memory (one log
+`start` runs, in this order: parse the recipe and overrides → check that an own loop's processes
+divide its global batches → join the process group the launcher describes → plan the run's memory (one log
 line; a refusal when it cannot fit) → claim the run folder on rank 0 (a finished run is refused
 unless `overwrite`, which deletes it) → barrier → seed. Nothing is written before the stage's own
 checks of its data and models pass; the stage then creates the folder with `open_run_dir`.
@@ -83,16 +83,16 @@ def seed_everything(seed: int) -> None:
 
 def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=None, divisible: tuple[str, ...] | None = None,
           finished: str = FINAL, what: str = "run") -> tuple[T, Path]:
-    """Parse → join the process group → check the processes → memory preflight → claim the run
+    """Parse → check the processes → join the process group → memory preflight → claim the run
     folder (rank 0) → barrier → seed. Returns the config and the run folder (not yet created).
 
     `divisible`: a stage with its own training loop (PPO, BCQ) names the global batch sizes that its
     processes split; with several processes it then needs a DeepSpeed config. None: no such check
     (a Trainer stage runs DDP without one; the evaluation shares prompts, not batches)."""
     cfg = parse_args(config_class, argv, prog=f"python -m {stage}")
-    distributed.init()
-    if divisible is not None:
+    if divisible is not None:  # from the launcher's environment: refused before joining anything
         check_processes(cfg, divisible)
+    distributed.init()
     if plan is not None:
         from common.planning.preflight import preflight
 

@@ -32,6 +32,14 @@ def make_trainer(model_dir, score_fn, *overrides: str, seed: int = 0) -> PPOTrai
     return PPOTrainer(cfg, policy, tokenizer, critic, score_fn)
 
 
+# Each learning test's threshold: half the smallest gain measured over seeds 0–3 (bench/learning_tests.py,
+# AVX-512 CPU without AMX, fp32; AMX machines compute fp32 products differently, so seeds stand in for
+# machines). Measured minima: gae-separate +0.233, gae-policy_head +0.141, grpo +0.591, rloo +0.074,
+# reinforce_pp +0.237, reinforce_baseline +0.089 — the unscaled group baselines move least.
+LEARNED = {"gae-separate": 0.115, "gae-policy_head": 0.07, "grpo": 0.29, "rloo": 0.037, "reinforce_pp": 0.118,
+           "reinforce_baseline": 0.044}
+
+
 def gain(history: list[dict]) -> float:
     """How much the score rose: the mean of the last 10 steps minus the mean of the first 5."""
     first = sum(h["objective/scores"] for h in history[:5]) / 5
@@ -56,10 +64,9 @@ def test_ppo_raises_a_rule_reward_while_kl_stays_finite(tiny_model_dir, value_mo
     head_before = None if head is None else head.weight.detach().clone()
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     history = [trainer.step(PROMPTS) for _ in range(40)]
-    first = sum(h["objective/scores"] for h in history[:5]) / 5
-    last = sum(h["objective/scores"] for h in history[-10:]) / 10
-    # (measured: separate critic 0.15 → 0.36; value head on the trunk, which the value loss also moves, → 0.30)
-    assert last > first + 0.12, (first, last)
+    # half the smallest gain over seeds 0–3 on an AVX-512 CPU in fp32 (bench/learning_tests.py): separate
+    # critic +0.23…+0.26, value head on the trunk (which the value loss also moves) +0.14…+0.17
+    assert gain(history) > LEARNED[f"gae-{value_model}"], gain(history)
     assert all(torch.isfinite(torch.tensor(h["objective/kl"])) for h in history)
     assert all(math.isfinite(h["loss/policy_avg"]) for h in history)
     after = trainer.policy.state_dict()
@@ -235,16 +242,14 @@ def test_kl_as_a_loss_term_pulls_the_policy_towards_the_reference(tiny_model_dir
     assert pulled < 0.7 * free, (free, pulled)
 
 
-@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp"])
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "reinforce_pp", "reinforce_baseline"])
 def test_critic_free_estimators_raise_the_rule_reward(tiny_model_dir, estimator):
     trainer = make_trainer(tiny_model_dir, target_token_rate(torch.arange(100, 164)), "--kl_coef", "0.05",
                            "--advantage_estimator", estimator, "--samples_per_prompt", "4", "--prompts_per_step", "4",
                            "--mini_batch_size", "16")
     assert trainer.critic is None and trainer.actor.module.value_head is None
     history = [trainer.step(PROMPTS[:4]) for _ in range(40)]
-    first = sum(h["objective/scores"] for h in history[:5]) / 5
-    last = sum(h["objective/scores"] for h in history[-10:]) / 10
-    assert last > first + 0.12, (estimator, first, last)
+    assert gain(history) > LEARNED[estimator], (estimator, gain(history))
     assert "loss/value_avg" not in history[-1] and all(math.isfinite(h["loss/policy_avg"]) for h in history)
 
 
