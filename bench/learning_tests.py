@@ -33,8 +33,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     args = ap.parse_args()
-    from common.models.tiny import build_tiny_model
     from test_ppo_trainer import PROMPTS, gain, make_trainer, target_token_rate
+
+    from common.models.tiny import build_tiny_model
 
     model_dir = build_tiny_model(Path("/tmp/learning-tests/tiny-llama"))
     for name in args.settings:
