@@ -82,6 +82,22 @@ def test_ties_count_half_and_a_scorer_that_knows_the_good_replies_passes_everyth
     assert all(v["mean"] == 1.0 for v in oracle["kinds"].values()) and failing(oracle, 1.0) == []
 
 
+def test_the_evaluation_reports_its_judge_s_readings_and_warns_on_a_failing_kind():
+    from evaluation import sanity as judge_sanity
+
+    heldout = run_suite(length_scorer(-1.0), PROMPTS, GOODS, "held-out prompts, reference answers")
+    block = {"heldout": heldout, "saved": {"runs/rm/model": {"prompts": 3, "kinds": {"empty": {
+        "mean": 0.9, "low": 0.8, "high": 1.0, "n": 3, "margin": 1.0}}}}}
+    lines = judge_sanity.table_lines(block)
+    assert lines[0].startswith("judge's sanity suite (held-out references, 3 prompts), the good reply above: empty 0% [0, 0]")
+    assert lines[1] == "judge's sanity suite (saved with runs/rm/model, 3 prompts), the good reply above: empty 90% [80, 100]"
+    assert "fails its sanity suite (held-out references)" in judge_sanity.warning(block)
+    assert "empty 0%, deflection 33%" in judge_sanity.warning(block)
+    assert judge_sanity.warning({"heldout": None, "saved": block["saved"]}) is None  # 90% passes
+    assert judge_sanity.flat(block)["reward_model_sanity/cut"]["mean"] == 0.0
+    assert judge_sanity.table_lines(None) == [] and judge_sanity.flat(None) == {}
+
+
 def cue_preferences(path: Path, n: int = 240, seed: int = 0) -> Path:
     """Two topics; the good reply names the prompt's topic and ends with a cue ("Glad to help."). The
     rejected reply is the other topic's good reply (so the model must read the prompt) or one without the
