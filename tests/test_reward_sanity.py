@@ -100,14 +100,21 @@ def test_the_evaluation_reports_its_judge_s_readings_and_warns_on_a_failing_kind
 
 def cue_preferences(path: Path, n: int = 240, seed: int = 0) -> Path:
     """Two topics; the good reply names the prompt's topic and ends with a cue ("Glad to help."). The
-    rejected reply is the other topic's good reply (so the model must read the prompt) or one without the
-    cue — never one of the suite's own bad replies."""
+    rejected reply is the other topic's good reply (so the model must read the prompt) or a few random
+    words without the cue (so it learns that the cue counts, not which words a bad reply has) — never
+    one of the suite's own bad replies."""
     rng = random.Random(seed)
     topics = {"cats": "Cats purr.", "dogs": "Dogs bark."}
+    words = ("apple river stone cloud seven table green music paper window orange summer yellow bridge money "
+             "garden silver north winter coffee pencil engine forest circle button planet rabbit ticket candle").split()
     with path.open("w") as f:
         for i in range(n):
-            topic, other = rng.sample(sorted(topics), 2)
-            bad = rng.choice([topics[other] + " Glad to help."] * 4 + ["Go away now.", "No.", "I will not say.", topics[topic]])
+            topic = rng.choice(list(topics))
+            other = "dogs" if topic == "cats" else "cats"
+            if rng.random() < 0.5:
+                bad = topics[other] + " Glad to help."
+            else:
+                bad = " ".join(rng.choice(words) for _ in range(rng.randint(1, 5))).capitalize() + "."
             f.write(json.dumps({"prompt": f"{i}: {topic}?", "chosen": topics[topic] + " Glad to help.",
                                 "rejected": bad}) + "\n")
     return path
@@ -119,7 +126,7 @@ def cue_reward_model(tiny_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cue-rm")
     data = cue_preferences(out / "cue.jsonl")
     main(["--config", str(REPO / "configs/reward_model/tiny.yaml"), "--model", str(tiny_model_dir), "--output_root",
-          str(out), "--data", f"[{{path: {data}}}]", "--max_steps", "60", "--eval_steps", "60", "--save_steps", "60",
+          str(out), "--data", f"[{{path: {data}}}]", "--max_steps", "100", "--eval_steps", "100", "--save_steps", "100",
           "--batch_size", "8", "--learning_rate", "0.01", "--val_fraction", "0.25", "--sanity_prompts", "40",
           "--trackers", "[]"])
     return out / "tiny"
