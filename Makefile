@@ -4,6 +4,7 @@
 #   ARGS="--key v"     overrides passed to the stage
 #   NPROC=N            processes (GPUs) per node   NNODES=N   nodes   HOSTFILE=file
 #   DS=zero2|zero3|zero3_offload                    DeepSpeed config from configs/deepspeed/
+#   ENSEMBLE=n         make rm: n reward models on bootstrap resamples of the pairs
 # One process and no DS runs plain Python; anything else goes through the deepspeed launcher.
 
 PY      ?= python3
@@ -14,6 +15,7 @@ NNODES  ?= 1
 HOSTFILE ?=
 DS      ?=
 ARGS    ?=
+ENSEMBLE ?=
 
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -78,8 +80,10 @@ lint: $(VENV)/.installed
 sft: $(VENV)/.installed
 	$(call launch,sft,configs/sft/default.yaml)
 
+# ENSEMBLE=n trains n reward models on bootstrap resamples of the pairs (runs/reward_model/<name>/member-<i>/model);
+# <name>/model is then the ensemble folder PPO, BCQ and the evaluation take as reward_model
 rm: $(VENV)/.installed
-	$(call launch,reward_model,configs/reward_model/default.yaml)
+	$(call launch,reward_model,configs/reward_model/default.yaml) $(if $(ENSEMBLE),--ensemble $(ENSEMBLE))
 
 # With the default recipe, PPO first builds what it stands on: the default SFT and reward
 # models (skipped when their run folders already hold a model), and ends by evaluating the new

@@ -55,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--select", choices=["random", "margin", "ensemble"], default=None,
                      help="keep only --budget tasks: random, margin (smallest reward gap) or ensemble (the reward "
                      "models disagree most); none = keep every prompt's task")
-    gen.add_argument("--reward_model", nargs="+", default=[], help="reward model folder(s) (ensemble: ≥ 2)")
+    gen.add_argument("--reward_model", nargs="+", default=[], help="reward model folder(s) (ensemble: ≥ 2, or an "
+                     "ensemble folder from make rm ENSEMBLE=n)")
     gen.add_argument("--budget", type=int, default=None, help="tasks to keep with --select")
     gen.add_argument("--seed", type=int, default=0, help="sampling and random selection seed")
     exp = sub.add_parser("export")

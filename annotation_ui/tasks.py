@@ -138,8 +138,10 @@ def generate_tasks(model_spec: str, prompts_path: str, k: int, max_new_tokens: i
 def check_selection(strategy: str, budget: int | None, reward_models: list[str], prompts: int, where: str) -> None:
     from annotation_ui.acquisition import STRATEGIES
     from common.models import resolve_model
+    from common.rewards.ensemble import member_folders
     from common.rewards.scorer import REWARD_CONFIG
 
+    reward_models = member_folders(reward_models)  # an ensemble folder (make rm ENSEMBLE=n) stands for its members
     if strategy not in STRATEGIES:
         raise DataError(f"--select must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if budget is None or budget < 1:
@@ -161,12 +163,15 @@ def check_selection(strategy: str, budget: int | None, reward_models: list[str],
 
 
 def select_tasks(tasks: list[dict], strategy: str, budget: int, reward_models: list[str], seed: int = 0) -> list[dict]:
-    """The `budget` tasks to label first, each with its uncertainty as `priority` (highest first)."""
+    """The `budget` tasks to label first, each with its uncertainty as `priority` (highest first).
+    `reward_models`: folders, ensemble folders standing for their members."""
     import numpy as np
 
     from annotation_ui.acquisition import Candidate, select
+    from common.rewards.ensemble import member_folders
     from common.rewards.scorer import load_reward_scorer
 
+    reward_models = member_folders(reward_models)
     k = len(tasks[0]["responses"])
     scores = np.zeros((max(1, len(reward_models)), len(tasks), k))  # (M, tasks, K)
     if strategy != "random":

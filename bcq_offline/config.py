@@ -60,7 +60,13 @@ class BCQStageConfig(RunOptions):
         help="the rewards in the rows; re-scored by reward_model (normalized by its saved statistics); or recomputed "
         "with the per-domain mixer (accuracy = the reward model's score if reward_model is set, else the row's reward)",
     )
-    reward_model: str | None = param(None, help="reward model folder (re-scoring and evaluation)")
+    reward_model: str | list[str] | None = param(
+        None, help="reward model folder (re-scoring and evaluation); an ensemble folder or a list = an ensemble")
+    reward_combine: Literal["mean", "min", "mean_minus_std"] = param(
+        "mean", help="several reward models (a list or an ensemble folder): each normalised by its saved statistics, "
+        "then their mean, min (the worst case) or mean − reward_combine_coef · std over members"
+    )
+    reward_combine_coef: float = param(1.0, help="mean_minus_std: how much the members' disagreement costs")
     domains_dir: str = param("configs/domains", help="per-domain reward configs (the mixed reward in evaluation)")
     max_prompt_tokens: int = param(256, help="records with longer prompts are skipped with a warning")
     max_response_tokens: int = param(128, help="responses are cut to this many tokens (the reward stays on the last)")

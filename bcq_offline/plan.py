@@ -21,6 +21,7 @@ from common.planning.formulas import (
     model_states,
     resolve_arch,
 )
+from common.rewards.ensemble import member_folders
 
 
 def _records(cfg: BCQStageConfig) -> int:
@@ -85,8 +86,8 @@ def plan(cfg: BCQStageConfig, setup: Setup) -> Plan:
     evaluation = [Row("KV cache", kv_cache=kv_cache_bytes(arch, cfg.eval_batch_size,
                                                           cfg.max_prompt_tokens + cfg.max_new_tokens, w),
                       note=f"{cfg.eval_batch_size} prompts decoded together")]
-    if cfg.reward_model:
-        rm = resolve_arch(cfg.reward_model, "reward_model")
+    for folder in member_folders(cfg.reward_model) if cfg.reward_model else []:  # an ensemble: every member
+        rm = resolve_arch(folder, "reward_model")
         evaluation.append(Row("reward model (judge)", rm.classifier_params, weights=4 * rm.classifier_params,
                               note="fp32, scores the held-out replies"))
     evaluation.append(  # the evaluation runs after the trained copy is gone (on every rank)

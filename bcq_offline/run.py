@@ -26,8 +26,8 @@ from common.models import load_model_and_tokenizer, save_model_folder
 from common.models.precision import autocast, resolve_precision
 from common.pipeline import EVAL_FILE, FINAL
 from common.planning.measure import release_memory
+from common.rewards.ensemble import load_reward_models
 from common.rewards.mixer import RewardMixer, Sample, load_domains
-from common.rewards.scorer import load_reward_scorer
 from common.runs import open_run_dir
 from common.tracking import Tracking, flatten
 from common.tracking.provenance import read_provenance
@@ -49,7 +49,7 @@ def build(cfg: BCQStageConfig, run_dir: Path):
         if r.domain not in domains:
             raise DataError(f"{r.where}: unknown domain '{r.domain}' (known: {', '.join(sorted(domains))})")
     records = drop_long_records(records, tokenizer, cfg.max_prompt_tokens)
-    scorer = load_reward_scorer(cfg.reward_model) if cfg.reward_model else None
+    scorer = load_reward_models(cfg.reward_model, cfg.reward_combine, cfg.reward_combine_coef) if cfg.reward_model else None
     if cfg.reward_source in ("reward_model", "mixer"):
         recompute_rewards(records, cfg.reward_source, scorer, domains, tokenizer)
     train, held_out = split_by_prompt(records, cfg.eval_fraction, cfg.seed)

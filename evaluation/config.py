@@ -51,9 +51,15 @@ class EvalConfig(RunOptions):
     policies: list[PolicySpec] = param([], help="the policies to compare (the baseline among them)")
     baseline: str = param("", help="name of the policy the others are compared with")
     kl_reference: str | None = param(None, help="policy name or model spec the KL is measured to; None = the baseline")
-    reward_model: str | None = param(
-        default_model("reward_model"), help="reward model folder (the judge); None = no reward-model judge"
+    reward_model: str | list[str] | None = param(
+        default_model("reward_model"), help="reward model folder (the judge); an ensemble folder or a list = an "
+        "ensemble judge; None = no reward-model judge"
     )
+    reward_combine: Literal["mean", "min", "mean_minus_std"] = param(
+        "mean", help="several reward models (a list or an ensemble folder): each normalised by its saved statistics, "
+        "then their mean, min (the worst case) or mean − reward_combine_coef · std over members"
+    )
+    reward_combine_coef: float = param(1.0, help="mean_minus_std: how much the members' disagreement costs")
     domains_dir: str = param("configs/domains", help="folder of per-domain reward configs")
 
     # --- prompts

@@ -22,9 +22,11 @@ from common.config import ConfigError
 from common.data.prompts import Prompt, drop_long_prompts, load_prompts
 from common.models.precision import autocast, resolve_precision
 from common.planning.measure import release_memory
+from common.rewards.ensemble import load_reward_models, member_folders
 from common.rewards.mixer import load_domains
 from common.rewards.scorer import REWARD_CONFIG
 from evaluation import instructions
+from evaluation import sanity as judge_sanity
 from evaluation.config import EvalConfig
 from evaluation.judges import score_mixed, score_reward_model, summarize
 from evaluation.policies import PolicyInfo, Reply, check_policies, reference_logprobs, sample_policy
@@ -42,12 +44,14 @@ class Prepared:
     domains: dict
 
 
-def check_reward_model(path: str) -> None:
+def check_reward_model(spec: str | list[str]) -> None:
+    """Every folder the judge names (an ensemble's every member) is a reward model."""
     from common.models import resolve_model
 
-    folder = Path(resolve_model(path))
-    if not (folder / REWARD_CONFIG).is_file():
-        raise FileNotFoundError(f"reward_model: {path} is not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
+    for path in member_folders(spec):
+        folder = Path(resolve_model(path))
+        if not (folder / REWARD_CONFIG).is_file():
+            raise FileNotFoundError(f"reward_model: {path} is not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
 
 
 def prepare(cfg: EvalConfig) -> Prepared:
@@ -109,20 +113,23 @@ def sample_all(cfg: EvalConfig, prepared: Prepared, mine: list[int], timing: dic
     return replies
 
 
-def judge(cfg: EvalConfig, prepared: Prepared, replies: list[Reply], timing: dict[str, float]) -> None:
-    """Reward-model scores on this rank's replies (in place)."""
+def judge(cfg: EvalConfig, prepared: Prepared, replies: list[Reply], timing: dict[str, float]) -> dict | None:
+    """Reward-model scores on this rank's replies (in place); on rank 0 → the judge's sanity figures
+    (`evaluation.sanity`)."""
     if not cfg.judges.reward_model:
-        return
-    from common.rewards.scorer import load_reward_scorer
-
+        return None
     t0 = time.perf_counter()
     device = distributed.device()
-    scorer = load_reward_scorer(cfg.reward_model, device=device)
+    scorer = load_reward_models(cfg.reward_model, cfg.reward_combine, cfg.reward_combine_coef, device=device)
+    sanity = None
     with autocast(cfg.precision, device):
         score_reward_model(scorer, replies, prepared.prompts, cfg.batch_size)
+        if distributed.is_main_process():
+            sanity = judge_sanity.measure(cfg.reward_model, scorer, prepared.prompts, cfg.seed, cfg.batch_size)
     timing["reward_model"] = time.perf_counter() - t0
     del scorer
     release_memory()
+    return sanity
 
 
 def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Reply]]:
@@ -131,7 +138,7 @@ def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Rep
     start = time.perf_counter()
     mine = list(range(len(prepared.prompts)))[distributed.rank() :: distributed.world_size()]
     replies = sample_all(cfg, prepared, mine, timing)
-    judge(cfg, prepared, replies, timing)
+    sanity = judge(cfg, prepared, replies, timing)
     gathered = distributed.all_gather_objects((replies, timing))
     if not distributed.is_main_process():
         return None, []
@@ -142,6 +149,9 @@ def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Rep
     if cfg.judges.constraints:
         instructions.judge(replies, prepared.prompts)
     report = summarize(replies, prepared.prompts, cfg, has_kl=prepared.reference is not None)
+    if sanity is not None:
+        report["reward_model_sanity"] = sanity
+        report["warnings"] += [w for w in [judge_sanity.warning(sanity)] if w]
     timing["total"] = time.perf_counter() - start
     report["kl_reference"] = None if prepared.reference is None else prepared.reference.spec.model
     report["timing_seconds"] = timing

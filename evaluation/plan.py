@@ -7,6 +7,7 @@ reward model (fp32) scores them. The peak is the largest of these phases."""
 from __future__ import annotations
 
 from common.planning.formulas import Plan, Row, Setup, kv_cache_bytes, logits_bytes, longest_prompt_tokens, resolve_arch
+from common.rewards.ensemble import member_folders
 from evaluation.config import EvalConfig
 
 
@@ -39,7 +40,10 @@ def plan(cfg: EvalConfig, setup: Setup) -> Plan:
                 note=f"{cfg.batch_size} replies' positions, no gradients"),
         ]
     if cfg.judges.reward_model and cfg.reward_model:
-        arch = resolve_arch(cfg.reward_model, "reward_model")
-        p.phases["reward model"] = [Row("reward model", arch.classifier_params, weights=4 * arch.classifier_params,
-                                        note="fp32 as loaded")]
+        rows = []
+        for folder in member_folders(cfg.reward_model):  # an ensemble: every member at once
+            arch = resolve_arch(folder, "reward_model")
+            rows.append(Row("reward model", arch.classifier_params, weights=4 * arch.classifier_params,
+                            note="fp32 as loaded"))
+        p.phases["reward model"] = rows
     return p

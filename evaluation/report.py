@@ -22,6 +22,7 @@ from pathlib import Path
 from common.data.prompts import Prompt
 from common.pipeline import EVAL_FILE
 from evaluation import instructions
+from evaluation import sanity as judge_sanity
 from evaluation.policies import Reply
 
 
@@ -120,6 +121,7 @@ def table(report: dict) -> str:
         lines.append("signs of a hollow policy (docs/evaluation.md):")
         lines += _columns(["policy", *(col for col, _, _ in HOLLOW_COLUMNS)],
                           [[name, *(_value(h.get(key), fmt) for _, key, fmt in HOLLOW_COLUMNS)] for name, h in signs.items()])
+    lines += judge_sanity.table_lines(report.get("reward_model_sanity"))
     lines += instructions.table_lines(report)
     lines += report.get("warnings", [])
     return "\n".join(lines)
@@ -293,6 +295,6 @@ def flat_figures(report: dict) -> dict[str, float]:
             out[f"eval/{name}/lc_win_rate/withheld"] = 1.0
         for domain, d in c.get("by_domain", {}).items():
             put(f"eval/{name}/win_rate/{domain}", d["win_rate"])
-    for key, ci in instructions.flat(report).items():
+    for key, ci in [*instructions.flat(report).items(), *judge_sanity.flat(report.get("reward_model_sanity")).items()]:
         put(f"eval/{key}", ci)
     return out

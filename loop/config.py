@@ -23,9 +23,10 @@ class LoopConfig:
     k: int = param(4, help="candidates per prompt")
     max_new_tokens: int = param(128, help="tokens per candidate")
     budget: int = param(12, help="tasks per round (the prompts the reward model is least sure of)")
-    select: Literal["random", "margin"] = param(
+    select: Literal["random", "margin", "ensemble"] = param(
         "margin", help="how tasks are chosen: margin (the reward model's smallest gap; measured best, "
-        "bench/active_labels.py) or random")
+        "bench/active_labels.py), random, or ensemble (its members' disagreement: reward_model an ensemble folder, "
+        "and rm_args [--ensemble, 'n'] so every round trains one)")
     floor: float | None = param(0.75, help="leave out annotators under this agreement (export --floor); null = keep all")
     rm_recipe: str = param("configs/reward_model/default.yaml", help="reward-model recipe each round trains with")
     rm_args: list[str] = param([], help="extra reward-model overrides, e.g. [--max_steps, '60']")

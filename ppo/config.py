@@ -17,6 +17,20 @@ from common.runs import RunOptions
 
 
 @dataclass
+class GoldStop:
+    """Stop when the held-out gold reward has fallen while the proxy rose (Gao et al. 2022's picture of
+    overoptimisation): `patience` steps without a new best gold score, their mean gold score more than
+    `min_delta` under the best, and their mean proxy score above the proxy's at the best step."""
+
+    patience: int = param(5, help="steps after the best gold score before stopping")
+    min_delta: float = param(0.0, help="how far (normalised gold score) the recent mean must fall under the best")
+
+    def __post_init__(self):
+        if self.patience < 1 or self.min_delta < 0:
+            raise ValueError(f"gold_stop: patience must be ≥ 1 and min_delta ≥ 0, got {self.patience}, {self.min_delta}")
+
+
+@dataclass
 class PPOStageConfig(RunOptions):
     """PPO against a reward model and rule-based components, with a KL penalty to the reference.
 
@@ -30,8 +44,26 @@ class PPOStageConfig(RunOptions):
 
     # --- models
     policy: str = param(default_model("sft"), help="policy to train (SFT output); also the frozen reference")
-    reward_model: str | None = param(
-        default_model("reward_model"), help="reward model folder; None = rule-based components only"
+    reward_model: str | list[str] | None = param(
+        default_model("reward_model"), help="reward model folder; an ensemble folder (make rm ENSEMBLE=n) or a list of "
+        "folders = an ensemble combined by reward_combine; None = rule-based components only"
+    )
+    reward_combine: Literal["mean", "min", "mean_minus_std"] = param(
+        "mean", help="an ensemble's score from its members' (each normalised by its saved statistics): mean, min (the "
+        "worst case) or mean − reward_combine_coef · std over members (Coste et al. 2023)"
+    )
+    reward_combine_coef: float = param(1.0, help="mean_minus_std: how much the members' disagreement costs")
+    reward_sanity_floor: float | None = param(
+        None, help="refuse to start when a kind of the reward model's sanity suite (model/sanity.json, or the suite run "
+        "on these prompts' references) passes less often than this, e.g. 0.8; None = warn only (under 0.8)"
+    )
+    gold_reward_model: str | list[str] | None = param(
+        None, help="a held-out reward model (folder, ensemble or list) that scores each step's replies once, not "
+        "optimised: gold/score is logged beside proxy/score; None = none"
+    )
+    gold_stop: GoldStop | None = param(
+        None, help="{patience: k, min_delta: d}: stop when the gold score has fallen for k steps while the proxy rose, "
+        "and keep the best-by-gold policy as the final model (needs gold_reward_model); None = never"
     )
     advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp", "reinforce_baseline"] = param(
         "gae",
@@ -178,6 +210,12 @@ class PPOStageConfig(RunOptions):
         if not self.uses_critic and self.samples_per_prompt < 2:
             raise ValueError(f"advantage_estimator: {self.advantage_estimator} compares the samples of one prompt: "
                              f"samples_per_prompt must be ≥ 2, got {self.samples_per_prompt}")
+        if self.gold_stop is not None and not self.gold_reward_model:
+            raise ValueError("gold_stop needs gold_reward_model: the held-out reward model whose fall stops the run")
+        if self.reward_sanity_floor is not None and not 0 < self.reward_sanity_floor <= 1:
+            raise ValueError(f"reward_sanity_floor must be in (0, 1] (or null), got {self.reward_sanity_floor}")
+        if self.reward_combine_coef < 0:
+            raise ValueError(f"reward_combine_coef must be ≥ 0, got {self.reward_combine_coef}")
         if not self.kl_in_reward and self.kl_estimator == "k1":
             raise ValueError("kl_estimator: k1 as a loss term (kl_in_reward: false) has zero expected gradient — it "
                              "never pulls the policy towards the reference; use k3 (∇KL(π_ref‖π), GRPO's choice) or k2 "

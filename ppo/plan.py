@@ -4,7 +4,8 @@ phases: generating a rollout batch (KV cache) and training on mini-batches (acti
     policy      LoRA (reference = adapters off) or full (reference = a frozen copy)
     critic      GAE only: a separate model (initialised from the reward model; its lowest
                 `critic_freeze_layers` frozen) or a value head on the policy
-    reward      the reward model, frozen (none with rule-based rewards)
+    reward      the reward model, frozen (none with rule-based rewards); an ensemble's every member,
+                and the gold reward model's, frozen too
     generate    B = prompts_per_step × samples_per_prompt / N replies: the KV cache of
                 (prompt + new) tokens
     score       π_old, π_ref (and V) without gradients, a mini-batch at a time
@@ -29,6 +30,7 @@ from common.planning.formulas import (
     trained_model,
     training_phase,
 )
+from common.rewards.ensemble import member_folders
 from ppo.config import PPOStageConfig
 
 
@@ -36,16 +38,20 @@ def plan(cfg: PPOStageConfig, setup: Setup) -> Plan:
     arch = resolve_arch(cfg.policy, "policy")
     rows, first = policy_and_reference(arch, cfg.finetune, cfg.lora, setup)
     critic_arch = critic_first = None
+    proxy = member_folders(cfg.reward_model) if cfg.reward_model else []
+    gold = member_folders(cfg.gold_reward_model) if cfg.gold_reward_model else []
     if cfg.uses_critic and cfg.value_model == "separate":
-        spec = cfg.critic or cfg.reward_model or cfg.policy
+        spec = cfg.critic or (proxy[0] if proxy else cfg.policy)
         critic_arch = resolve_arch(spec, "critic")
         critic, critic_first = trained_model("critic", critic_arch, "full", None, setup, classifier=True,
                                              freeze_layers=cfg.critic_freeze_layers)
         rows.append(critic)
     elif cfg.uses_critic:
         rows[0].trainable += arch.hidden + 1
-    if cfg.reward_model:
-        rows.append(frozen_model("reward model", resolve_arch(cfg.reward_model, "reward_model"), setup, classifier=True))
+    for name, folders in (("reward model", proxy), ("gold reward model", gold)):  # an ensemble: one row a member
+        for i, folder in enumerate(folders):
+            label = f"{name} {i + 1}" if len(folders) > 1 else name
+            rows.append(frozen_model(label, resolve_arch(folder, name.replace(" ", "_")), setup, classifier=True))
     p = Plan("ppo", setup, rows)
 
     # dynamic sampling rolls out `dynamic_sampling` times the prompts and keeps at most prompts_per_step groups

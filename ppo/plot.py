@@ -1,4 +1,5 @@
-"""The reward curve of a PPO run, drawn from its metrics file into `<run>/reward_curve.png`."""
+"""The reward curve of a PPO run, drawn from its metrics file into `<run>/reward_curve.png`; with a
+gold reward model, a middle panel of the proxy and gold scores (Gao et al.'s picture)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ def plot_reward_curve(run_dir: str | Path) -> Path:
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    gold = any("gold/score" in r for r in rows)
+    fig, axes = plt.subplots(3 if gold else 2, 1, figsize=(7, 8.5 if gold else 6), sharex=True)
+    top, bottom = axes[0], axes[-1]
+    if gold:
+        middle = axes[1]
+        middle.plot(steps, [r.get("proxy/score", r["objective/scores"]) for r in rows], marker=".", label="proxy")
+        middle.plot(steps, [r["gold/score"] for r in rows], marker=".", color="goldenrod", label="gold (held out)")
+        middle.axvline(rows[-1]["gold/best_step"], color="grey", ls="--", lw=1, label="best by gold")
+        middle.set_ylabel("normalised score")
+        middle.legend(loc="upper left")
+        middle.grid(alpha=0.3)
     top.plot(steps, [r["objective/scores"] for r in rows], marker=".", label="mixed reward (score)")
     top.plot(steps, [r["objective/rlhf_reward"] for r in rows], marker=".", label="score − β·KL")
     top.set_ylabel("reward")

@@ -47,6 +47,16 @@ class RMStageConfig(TrainingOptions):
         "normal", help="score head: small random or zero weights (not when `model` is a reward model: a warm start "
         "keeps its head)")
 
+    # --- ensembles and checks
+    ensemble: int = param(
+        1, help="train this many reward models, each on a bootstrap resample of the training groups (drawn with "
+        "replacement, its own seed): <run>/member-<i>/model each, and <run>/model an ensemble folder naming them, "
+        "which PPO, BCQ, the evaluation and the loop take as reward_model (docs/reward_model.md)")
+    sanity_prompts: int = param(
+        100, help="validation prompts the sanity suite runs on after training (the best reply against an empty one, a "
+        "deflection, a refusal, another prompt's reply, the prompt echoed, the reply cut short: "
+        "common/rewards/sanity.py), saved as model/sanity.json; 0 = off")
+
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.val_fraction < 1:
@@ -55,5 +65,7 @@ class RMStageConfig(TrainingOptions):
             raise ValueError(f"max_length must be ≥ 8, got {self.max_length}")
         if self.loss == "plackett_luce" and self.margin != "none":
             raise ValueError("margin applies to the bradley_terry loss only")
+        if self.ensemble < 1 or self.sanity_prompts < 0:
+            raise ValueError(f"ensemble must be ≥ 1 and sanity_prompts ≥ 0, got {self.ensemble} and {self.sanity_prompts}")
         if self.early_stopping_patience is not None and self.val_fraction == 0:
             raise ValueError("early stopping needs a validation split: set val_fraction > 0")

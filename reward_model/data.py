@@ -6,7 +6,7 @@ Each dataset row is one preference group: `input_ids` (K token lists), `ranks` (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from datasets import Dataset
 from tqdm.auto import tqdm
@@ -22,6 +22,7 @@ class PreparedPreferences:
     train: Dataset
     validation: Dataset | None
     report: HygieneReport
+    validation_groups: list[PreferenceGroup] = field(default_factory=list)  # untokenized: the sanity suite's source
 
 
 def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: str) -> Dataset:
@@ -35,12 +36,22 @@ def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: st
     return Dataset.from_dict(rows)
 
 
-def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
-    """Read, clean, split by prompt and mix (`common.data.preferences.prepare_groups`), then tokenize;
-    raises DataError (file:line) before any output exists."""
-    mixed, val, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
+def read_groups(cfg: RMStageConfig) -> tuple[list[PreferenceGroup], list[PreferenceGroup], HygieneReport]:
+    """Read, clean, split by prompt and mix (`common.data.preferences.prepare_groups`) → (train,
+    validation, report); raises DataError (file:line) before any output exists."""
+    return prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
+
+
+def tokenized(cfg: RMStageConfig, tokenizer, train: list[PreferenceGroup], val: list[PreferenceGroup],
+              report: HygieneReport) -> PreparedPreferences:
     return PreparedPreferences(
-        tokenize(mixed, tokenizer, cfg.max_length, "tokenizing train"),
+        tokenize(train, tokenizer, cfg.max_length, "tokenizing train"),
         tokenize(val, tokenizer, cfg.max_length, "tokenizing validation") if val else None,
         report,
+        val,
     )
+
+
+def prepare(cfg: RMStageConfig, tokenizer) -> PreparedPreferences:
+    """`read_groups`, then tokenize."""
+    return tokenized(cfg, tokenizer, *read_groups(cfg))

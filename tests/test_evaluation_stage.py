@@ -56,6 +56,10 @@ def test_two_tiny_policies_and_the_tiny_reward_model_write_every_output(tiny_mod
         assert {"reward_model", "mixed_reward", "components", "kl", "length", "eos_rate", "hollow"} <= set(s)
         assert {"duplicate_share", "distinct_2", "self_bleu", "zero_overlap_share", "rm_length_spearman"} <= set(s["hollow"])
     assert isinstance(report["warnings"], list) and "signs of a hollow policy" in proc.stdout
+    # the judge's sanity suite: the figures saved with it (and, with 2+ references among the prompts, run here)
+    sanity = report["reward_model_sanity"]
+    assert list(sanity["saved"]) == [str(tiny_reward_model)] and "judge's sanity suite (saved with" in proc.stdout
+    assert sanity["heldout"] is None or sanity["heldout"]["source"] == "held-out prompts, reference answers"
     assert report["policies"]["base"]["kl"]["mean"] == 0.0  # the baseline is the KL reference
     assert report["policies"]["other"]["kl"]["mean"] != 0.0
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]

@@ -24,3 +24,8 @@ def is_cjk(token: str) -> bool:
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def word_ends(text: str) -> list[int]:
+    """Character offsets in `text` where each of its `words` ends (a cut there ends on a whole word)."""
+    return [m.end() for m in _TOKEN.finditer(text)]

@@ -147,6 +147,10 @@ def resolve_arch(spec: str, field_name: str, _seen: tuple[str, ...] = ()) -> Arc
         return arch_from_config_dir(Path(resolve_model(name)), spec)
     path = Path(spec).expanduser()
     if path.is_dir():
+        from common.rewards.ensemble import ENSEMBLE_FILE, member_folders
+
+        if (path / ENSEMBLE_FILE).is_file():  # a reward-model ensemble: its members share the first's shape
+            return resolve_arch(member_folders(spec)[0], field_name, (*_seen, spec))
         if (path / "config.json").is_file():
             return arch_from_config_dir(path, spec)
         if (path / ADAPTER_CONFIG).is_file():
