@@ -146,7 +146,7 @@ def _verification_section(record: dict) -> list[str]:
     v = record["verification"]
     lines = ["## Verification", "",
              f"The merged weights, loaded by plain `transformers`, against the unmerged chain (fp32, every adapter "
-             f"active) on {v['tokens']} tokens of {v['prompts']} held-out prompts with the chain's greedy replies: "
+             f"active) on {v['tokens']} tokens of {v['prompts']} prompts with the chain's greedy replies: "
              f"largest |Δ log p| {v['max_abs']:.2e}, mean {v['mean_abs']:.2e} (tolerance {v['tolerance']:.0e} for "
              f"{record['dtype']}): **{'passed' if v['passed'] else 'FAILED'}**. The adapters themselves move log p by "
              f"up to {v['adapter_effect']['max_abs']:.2e} (mean {v['adapter_effect']['mean_abs']:.2e}) from the base.", ""]

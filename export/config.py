@@ -37,7 +37,7 @@ class ExportConfig(RunOptions):
     max_shard_size: str = param("2GB", help="largest safetensors shard (transformers' max_shard_size)")
 
     # --- verification: the merged folder, loaded by plain transformers, against the unmerged chain
-    verify_prompts: str = param("data/eval/general.jsonl", help="held-out prompts ({prompt} rows) the log-probs "
+    verify_prompts: str = param("data/prompts/general.jsonl", help="prompts ({prompt} rows) the log-probs "
                                 "are compared on")
     verify_count: int = param(4, help="prompts used for the comparison (the first N rows)")
     verify_new_tokens: int = param(16, help="greedy tokens the unmerged chain adds to each prompt before scoring")

@@ -1,7 +1,7 @@
 """Does the export compute what the run's model computed? Per-token log-probabilities of the same
 token sequences under two models, compared.
 
-The sequences are a few held-out prompts in the chat template, each followed by the reference
+The sequences are a few prompts in the chat template, each followed by the reference
 model's own greedy reply (so likely tokens are scored, not only the prompt). The figures:
 largest and mean |Δ log p| over every scored token, and the mean KL between the two next-token
 distributions (the quality figure of a lossy format).
