@@ -129,8 +129,9 @@ def _evaluation_section(evaluation) -> list[str]:
     path, report, policy = evaluation
     cfg = report.get("config") or {}
     judge = f"judged by the reward model `{cfg['reward_model']}`" if cfg.get("reward_model") else "with no reward-model judge"
+    files = ", ".join(f"`{p['path']}`" for p in cfg.get("prompts", [])) or "its prompt files"
     lines += [f"From `{path}` (evaluation `{report.get('eval_id')}`): `{policy}` against the baseline "
-              f"`{report['baseline']}` on {report['prompts']['total']} held-out prompts no stage trained on, "
+              f"`{report['baseline']}` on {report['prompts']['total']} prompts ({files}), "
               f"{cfg.get('samples_per_prompt', '?')} replies each, {judge}, KL measured to "
               f"`{report.get('kl_reference') or report['baseline']}`; 95% bootstrap intervals over prompts.", "",
               "| figure | value [95% interval] |", "|---|---|"]
@@ -142,14 +143,24 @@ def _evaluation_section(evaluation) -> list[str]:
     return lines + [""]
 
 
+def _sensitivity(record: dict) -> str:
+    effect = record["verification"]["adapter_effect"]
+    if len(record["chain"]) == 1:
+        return "There are no adapters: the export is the base model written anew."
+    said = (f"The adapters themselves move log p by up to {effect['max_abs']:.2e} (mean {effect['mean_abs']:.2e}) "
+            "from the base")
+    if record["verification"]["sensitive"]:
+        return said + "."
+    return said + ": no more than the tolerance, so this check cannot tell the export from its base."
+
+
 def _verification_section(record: dict) -> list[str]:
     v = record["verification"]
     lines = ["## Verification", "",
              f"The merged weights, loaded by plain `transformers`, against the unmerged chain (fp32, every adapter "
              f"active) on {v['tokens']} tokens of {v['prompts']} prompts with the chain's greedy replies: "
              f"largest |Δ log p| {v['max_abs']:.2e}, mean {v['mean_abs']:.2e} (tolerance {v['tolerance']:.0e} for "
-             f"{record['dtype']}): **{'passed' if v['passed'] else 'FAILED'}**. The adapters themselves move log p by "
-             f"up to {v['adapter_effect']['max_abs']:.2e} (mean {v['adapter_effect']['mean_abs']:.2e}) from the base.", ""]
+             f"{record['dtype']}): **{'passed' if v['passed'] else 'FAILED'}**. " + _sensitivity(record), ""]
     if record.get("kinds"):
         lines += ["| file | size | mean KL to the export (nats) | same greedy reply | check |", "|---|---|---|---|---|"]
         for kind in record["kinds"].values():

@@ -93,7 +93,7 @@ def run(cfg: ExportConfig, run_dir: Path) -> Path:
                                                              "eval_id": evaluation[1].get("eval_id")},
               "git": git_state(), "seconds": round(time.perf_counter() - started, 1), "files": file_table(tmp)}
     write_card(tmp, record, chain, evaluation, license_override=cfg.license, language=cfg.language,
-               repo=cfg.push_to_hub)
+               repo=cfg.push_to_hub or str(run_dir))
     (tmp / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False))
     publish(tmp, run_dir)
     print(summary(run_dir, record))

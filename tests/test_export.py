@@ -131,6 +131,7 @@ def test_card_shows_the_evaluation_figures_chain_and_data(runs):
     assert "| KL to the reference (nats per reply) | 5.062 [4.381, 5.791] |" in text
     assert "instruction following, prompt-level strict (IFEval rules) | 41.7% [25.0, 58.3]" in text
     assert report["warnings"][0] in text and "abc123def456" in text
+    assert "on 60 prompts (`data/eval/general.jsonl`), 2 replies each, judged by the reward model" in text
     # the chain with its recipes and hashes, the data with its licence, the verification
     for run in (runs["sft"], runs["ppo"]):
         assert str(run) in text

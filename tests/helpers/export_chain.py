@@ -90,5 +90,6 @@ def evaluation_report(policy_model: Path, baseline_model: Path) -> dict:
         "instructions": {"policies": {"ppo": follows, "sft": follows}, "comparisons": {}},
         "kl_reference": str(baseline_model),
         "config": {"policies": [{"name": "sft", "model": str(baseline_model)}, {"name": "ppo", "model": str(policy_model)}],
-                   "baseline": "sft", "samples_per_prompt": 2, "reward_model": "runs/reward_model/default/model"},
+                   "baseline": "sft", "samples_per_prompt": 2, "reward_model": "runs/reward_model/default/model",
+                   "prompts": [{"path": "data/eval/general.jsonl"}]},
     }
