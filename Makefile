@@ -29,7 +29,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval plan loop dashboard annotate bench bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval export plan loop dashboard annotate bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -103,6 +103,13 @@ endif
 eval: $(VENV)/.installed
 	$(call launch,evaluation,configs/evaluation/default.yaml)
 
+# Ship a finished run (docs/export.md): its adapter chain merged into one Hugging Face folder, checked
+# against the unmerged chain, a model card, GGUF files; runs/export/<stage>-<run>/. Another run:
+#   make export RUN=runs/dpo/default      push: make export ARGS="--push_to_hub you/name" (needs HF_TOKEN)
+RUN ?=
+export: $(VENV)/.installed
+	$(PYTHON) -m export --config $(or $(CONFIG),configs/export/default.yaml) $(if $(RUN),--run $(RUN)) $(ARGS)
+
 # DPO from preference pairs: the default recipe starts from the default SFT model, and ends by
 # evaluating the DPO policy against it on the held-out prompts (judged by the default reward model).
 dpo: $(VENV)/.installed
@@ -153,6 +160,11 @@ bench: $(VENV)/.installed
 # PPO against TRL 1.9.2 (its own venv under .cache/bench, made on first use); minutes
 bench-ppo: $(VENV)/.installed
 	$(PYTHON) bench/ppo_speed.py $(ARGS)
+
+# what each export kind costs and loses on the default model (or runs/ppo/default): size, load time,
+# tokens/s on this CPU, mean KL to full precision (≈ 5 min)
+bench-export: $(VENV)/.installed
+	$(PYTHON) bench/export.py $(ARGS)
 
 # the evaluation stage's speed: 2 policies × 60 prompts × 2 samples × 64 tokens, default model
 bench-eval: $(VENV)/.installed
