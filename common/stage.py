@@ -83,11 +83,15 @@ def seed_everything(seed: int) -> None:
 
 def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=None, divisible: tuple[str, ...] = (),
           finished: str = FINAL, what: str = "run") -> tuple[T, Path]:
-    """Parse → join the process group → check the processes → memory preflight → claim the run
+    """Parse → join the process group → check the processes (and QLoRA's library) → memory preflight → claim the run
     folder (rank 0) → barrier → seed. Returns the config and the run folder (not yet created)."""
     cfg = parse_args(config_class, argv, prog=f"python -m {stage}")
     distributed.init()
     check_processes(cfg, divisible)
+    if getattr(cfg, "finetune", None) == "qlora":  # one line where 4-bit training cannot run, before any model loads
+        from common.models.quantized import check_qlora
+
+        check_qlora(cfg.deepspeed, distributed.device())
     if plan is not None:
         from common.planning.preflight import preflight
 

@@ -38,7 +38,12 @@ log = logging.getLogger("ppo")
 def build(cfg: PPOStageConfig):
     """Models, prompts and reward, before anything is written."""
     domains = load_domains(cfg.domains_dir)
-    policy, tokenizer = load_model_and_tokenizer(cfg.policy)
+    if cfg.finetune == "qlora":
+        from common.models.quantized import load_qlora_model
+
+        policy, tokenizer = load_qlora_model(cfg.policy, cfg.precision)
+    else:
+        policy, tokenizer = load_model_and_tokenizer(cfg.policy)
     prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), tokenizer, cfg.max_prompt_tokens)
     if not prompts:
         raise DataError("no prompts left within max_prompt_tokens")
@@ -65,10 +70,11 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer) -> Path
     """The trained policy as model/: a LoRA adapter naming its base, or full weights.
     Every rank calls this (ZeRO-3 gathers the weights); rank 0 writes."""
     final, tmp = run_dir / FINAL, run_dir / (FINAL + ".tmp")
-    params = [p for p in trainer.policy.parameters() if p.requires_grad] if cfg.finetune == "lora" else None
+    adapter = cfg.finetune != "full"  # lora, qlora: the adapter alone
+    params = [p for p in trainer.policy.parameters() if p.requires_grad] if adapter else None
     with trainer.actor.gathered(params):
         if distributed.is_main_process():
-            if cfg.finetune == "lora":
+            if adapter:
                 trainer.policy.save_pretrained(tmp)
                 trainer.tokenizer.save_pretrained(tmp)
                 record_adapter_base(tmp, cfg.policy)

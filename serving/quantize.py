@@ -25,48 +25,11 @@ from typing import Literal
 
 import torch
 
+from common.models.quantized import bnb_config, device_support
 from serving.folders import ServingError, atomic_folder, causal_lm_folder, quantization_of
 
 Bits = Literal["int8", "nf4"]
 KINDS: tuple[str, ...] = ("int8", "nf4")
-
-
-def bnb_config(kind: Bits, compute_dtype: torch.dtype = torch.float32):
-    """The transformers `BitsAndBytesConfig` of a kind: `int8` (LLM.int8()) or `nf4` (NF4, double quant)."""
-    from transformers import BitsAndBytesConfig
-
-    if kind == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    if kind == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
-    raise ServingError(f"quantization '{kind}' is not one of {', '.join(KINDS)}")
-
-
-def device_support(kind: Bits, device: torch.device) -> str | None:
-    """None when bitsandbytes can quantize `kind` on `device`; else one line saying why not (its own error).
-
-    A real probe: a 64×64 weight is quantized and multiplied on the device."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError as e:
-        return f"bitsandbytes is not installed ({e}); pip install -e '.[serving]'"
-    try:
-        layer = torch.nn.Linear(64, 64, bias=False)
-        if kind == "int8":
-            q = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False)
-            q.weight = bnb.nn.Int8Params(layer.weight.data, requires_grad=False)
-        else:
-            q = bnb.nn.Linear4bit(64, 64, bias=False, quant_type="nf4", compress_statistics=True,
-                                  compute_dtype=torch.float32)
-            q.weight = bnb.nn.Params4bit(layer.weight.data, requires_grad=False, quant_type="nf4",
-                                         compress_statistics=True)
-        q = q.to(device)
-        q(torch.randn(2, 64, device=device))
-    except Exception as e:  # noqa: BLE001 — whatever the library raises, said in one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return f"bitsandbytes {getattr(bnb, '__version__', '?')} cannot run {kind} on {device.type}: {first}"
-    return None
 
 
 def default_device() -> torch.device:
@@ -89,7 +52,8 @@ def quantize(model: str, out: str | Path, kind: Bits, *, device: torch.device | 
     folder that is no full causal LM, one already quantized, a device bitsandbytes cannot run it on."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = bnb_config(kind)  # an unknown kind fails first
+    if kind not in KINDS:
+        raise ServingError(f"quantization '{kind}' is not one of {', '.join(KINDS)}")
     source = causal_lm_folder(model)
     already = quantization_of(source)
     if already:
@@ -98,8 +62,7 @@ def quantize(model: str, out: str | Path, kind: Bits, *, device: torch.device | 
     problem = device_support(kind, device)
     if problem:
         raise ServingError(problem)
-    if kind == "nf4":
-        config = bnb_config(kind, compute_dtype_for(device))
+    config = bnb_config(kind, compute_dtype_for(device))
     with atomic_folder(out, overwrite) as tmp:
         # device_map places the weights where bitsandbytes quantizes them as they load
         lm = AutoModelForCausalLM.from_pretrained(source, quantization_config=config, device_map=device.type
