@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from common.data import Message
-from common.models.generate import _left_pad, encode_prompts, sample_batch
+from common.models.generate import Reply, _left_pad, encode_prompts, sample_batch
 
 
 def token_kl(logp_q: torch.Tensor, logp_p: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
@@ -48,23 +48,39 @@ def _logprobs(model, ids: torch.Tensor, mask: torch.Tensor, keep: int) -> torch.
 
 
 @torch.no_grad()
+def greedy_replies(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int = 64,
+                   batch_size: int = 8) -> list[Reply]:
+    """One greedy reply per prompt (token ids from `encode_prompts`), in batches."""
+    out: list[Reply] = []
+    for start in range(0, len(prompt_ids), batch_size):
+        part = prompt_ids[start : start + batch_size]
+        out += [group[0] for group in sample_batch(model, tokenizer, part, 1, max_new_tokens, do_sample=False)]
+    return out
+
+
+@torch.no_grad()
+def mean_token_kl(copy, full, pad_id: int, prompt_ids: list[list[int]], replies: list[Reply],
+                  batch_size: int = 8) -> tuple[float, int]:
+    """Mean per-token KL(copy ‖ full) over every reply token (module doc), and the number of tokens."""
+    total, count = 0.0, 0
+    for start in range(0, len(replies), batch_size):
+        part, answers = prompt_ids[start : start + batch_size], replies[start : start + batch_size]
+        keep = max(len(r.tokens) for r in answers)
+        if keep == 0:
+            continue
+        ids, mask = _left_pad([p + r.tokens for p, r in zip(part, answers)], pad_id)  # (b, L)
+        predicted = torch.zeros(len(part), keep)  # (b, keep): 1 where the position predicts a reply token
+        for i, r in enumerate(answers):
+            predicted[i, keep - len(r.tokens) :] = 1
+        s, n = token_kl(_logprobs(copy, ids, mask, keep), _logprobs(full, ids, mask, keep), predicted)
+        total, count = total + s, count + n
+    return (total / count if count else 0.0), count
+
+
 def copy_vs_full(copy, full, tokenizer, chats: list[list[Message]], max_new_tokens: int = 64,
                  batch_size: int = 8) -> CopyReplies:
     """The copy's greedy replies to `chats` and the mean per-token KL(copy ‖ full) on them (module doc)."""
     prompts = encode_prompts(tokenizer, chats)
-    texts: list[str] = []
-    total, count = 0.0, 0
-    for start in range(0, len(prompts), batch_size):
-        part = prompts[start : start + batch_size]
-        replies = [group[0] for group in sample_batch(copy, tokenizer, part, 1, max_new_tokens, do_sample=False)]
-        texts += [r.text for r in replies]
-        keep = max(len(r.tokens) for r in replies)
-        if keep == 0:
-            continue
-        ids, mask = _left_pad([p + r.tokens for p, r in zip(part, replies)], tokenizer.pad_token_id)  # (b, L)
-        predicted = torch.zeros(len(part), keep)  # (b, keep): 1 where position t predicts a reply token
-        for i, r in enumerate(replies):
-            predicted[i, keep - len(r.tokens) :] = 1
-        s, n = token_kl(_logprobs(copy, ids, mask, keep), _logprobs(full, ids, mask, keep), predicted)
-        total, count = total + s, count + n
-    return CopyReplies(texts, count, total / count if count else 0.0)
+    replies = greedy_replies(copy, tokenizer, prompts, max_new_tokens, batch_size)
+    kl, tokens = mean_token_kl(copy, full, tokenizer.pad_token_id, prompts, replies, batch_size)
+    return CopyReplies([r.text for r in replies], tokens, kl)
