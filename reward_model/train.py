@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer
 
-from common.models import load_model_and_tokenizer
+from common import training
 from common.rewards.scorer import pad_batch
 from reward_model.config import RMStageConfig
 from reward_model.losses import bradley_terry_loss, plackett_luce_loss, rank_gap_margins, score_margins
@@ -37,17 +37,15 @@ def warm_start(spec: str) -> bool:
 def build_model(cfg: RMStageConfig):
     """Backbone + 1-output head; LoRA-wrapped or with its lowest layers frozen, per cfg. From a
     reward-model folder, its trained head is kept (warm start)."""
-    model, tokenizer = load_model_and_tokenizer(cfg.model, model_class=AutoModelForSequenceClassification, num_labels=1)
+    model, tokenizer = training.load_model(cfg, model_class=AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     head = getattr(model, "score", None) or model.classifier
     if cfg.head_init == "zero" and not warm_start(cfg.model):
         torch.nn.init.zeros_(head.weight)
-    if cfg.finetune == "lora":
+    if cfg.finetune != "full":  # lora, qlora
         from peft import get_peft_model
 
-        from common.training import lora_config
-
-        model = get_peft_model(model, lora_config(cfg, "SEQ_CLS", modules_to_save=["score"]))
+        model = get_peft_model(model, training.lora_config(cfg, "SEQ_CLS", modules_to_save=["score"]))
     elif cfg.freeze_layers > 0:
         backbone = model.base_model
         backbone.embed_tokens.requires_grad_(False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import distributed, training
-from common.models import load_model_and_tokenizer
 from common.tracking import finish_trackers
 from sft import data as sft_data
 from sft.config import SFTStageConfig
@@ -14,7 +13,7 @@ from sft.train import build_trainer, sample_answers
 
 
 def run(cfg: SFTStageConfig, run_dir: Path) -> Path:
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model, tokenizer = training.load_model(cfg)
     data = sft_data.prepare(cfg, tokenizer)  # raises on a bad row, before anything is written
     training.open_run(cfg, run_dir, data.report)
     trainer = build_trainer(cfg, run_dir, data, model, tokenizer)

@@ -149,6 +149,9 @@ def load_model_and_tokenizer(
     model = PeftModel.from_pretrained(base, folder, config=peft_config, is_trainable=not merge_adapter)
     if merge_adapter:
         # merged weights are a plain model, trainable like one loaded from full weights (PEFT froze
-        # the base while loading the adapter; a critic or a full fine-tune built on it needs them)
-        model = model.merge_and_unload().requires_grad_(True)
+        # the base while loading the adapter; a critic or a full fine-tune built on it needs them) —
+        # unless quantized (QLoRA's base: merged into the 4-bit weights, which stay frozen)
+        model = model.merge_and_unload()
+        if not getattr(model, "is_quantized", False):
+            model.requires_grad_(True)
     return model, tokenizer

@@ -23,6 +23,9 @@ The formulas (docs/memory-planner.md has their sources and limits), per rank of 
       in the backward pass, their gradients (+8 where an entropy is computed over them), on the
       s' positions whose log-probabilities the loss needs.
     KV cache       2·L·kv·d·B·(prompt + new)·w for generating B replies (w: weight bytes).
+    QLoRA          (finetune: qlora) the frozen decoder Linears in NF4: 0.5 + 1/64 + 4/(64·256) bytes a
+      weight with double quantization; the rest (embeddings, norms, head) fp32 (bf16 under
+      DeepSpeed) plus one Linear dequantized for its matmul; the adapters as under LoRA.
 
 The peak of a stage is its resident model states plus the larger of its phases (generation
 or training). `plan_stage` builds the table for any stage's parsed config.
@@ -405,17 +408,40 @@ def layer_params(arch: Arch) -> float:
     return (arch.params - arch.lm_head - arch.vocab * arch.hidden - arch.hidden) / arch.layers
 
 
+# NF4 with double quantization (QLoRA): ½ byte a weight, an 8-bit absmax per block of 64, and an fp32
+# constant per 256 of those blocks (bitsandbytes' blocksizes)
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+
+
+def qlora_weight_bytes(arch: Arch, classifier: bool, setup: Setup) -> float:
+    """The frozen base of `finetune: qlora`: the decoder layers' Linear weights in NF4, everything else
+    (embeddings, norms, head) fp32 as PEFT's prepare_model_for_kbit_training keeps it (bf16 under
+    DeepSpeed), plus one Linear dequantized at a time for its matmul."""
+    quantized = sum(i * o for layer, _, i, o in arch.linears if layer >= 0)
+    rest = (arch.classifier_params if classifier else arch.params) - quantized
+    largest = max((i * o for layer, _, i, o in arch.linears if layer >= 0), default=0)
+    return NF4_BYTES * quantized + (2 if setup.zero is not None else 4) * (rest + largest)
+
+
 def trained_model(name: str, arch: Arch, finetune: str, lora, setup: Setup, classifier: bool = False,
                   freeze_layers: int = 0) -> tuple[Row, int]:
     """A model the stage trains: its row, and the lowest layer that needs gradients (activations
     below it are not stored). `lora` is a LoraSettings; `classifier`: a scalar head instead of the
-    LM head (reward model, critic; the head trains with LoRA too)."""
+    LM head (reward model, critic; the head trains with LoRA too). `qlora`: LoRA on a base held in
+    NF4 (`qlora_weight_bytes`); refused under ZeRO-3, as the stages refuse it."""
     params = arch.classifier_params if classifier else arch.params
-    if finetune == "lora":
+    if finetune in ("lora", "qlora"):
+        if finetune == "qlora" and setup.zero == 3:
+            raise PlanError("finetune: qlora cannot run under ZeRO-3 (the 4-bit weights are not partitioned): plan it "
+                            "with --deepspeed configs/deepspeed/zero2.json or one process")
         trainable = arch.lora_params(lora.rank, lora.target_modules, lora.layers) + (arch.hidden if classifier else 0)
         first = min(lora.layers) if lora.layers else 0
         row = model_states(name, params + trainable, trainable, setup, arch.largest_layer)  # the adapters are new weights
-        row.note = f"LoRA r={lora.rank}" + (f" on layers ≥ {first}" if first else "") + "; " + row.note
+        kind = f"LoRA r={lora.rank}"
+        if finetune == "qlora":
+            row.weights = qlora_weight_bytes(arch, classifier, setup) + (2 if setup.zero is not None else 4) * trainable
+            kind = f"QLoRA (NF4 base) r={lora.rank}"
+        row.note = kind + (f" on layers ≥ {first}" if first else "") + "; " + row.note
         return row, first
     frozen = (arch.vocab * arch.hidden + freeze_layers * layer_params(arch)) if freeze_layers else 0
     trainable = int(params - frozen)

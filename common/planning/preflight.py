@@ -35,6 +35,8 @@ def _variants(cfg, setup: Setup):
             ds3, offload_optimizer=True, offload_param=True)
     if getattr(cfg, "finetune", None) == "full":
         yield "LoRA instead of full fine-tuning (--finetune lora)", dataclasses.replace(cfg, finetune="lora"), setup
+    if getattr(cfg, "finetune", None) in ("full", "lora") and setup.zero != 3:
+        yield "QLoRA: LoRA on a 4-bit base (--finetune qlora)", dataclasses.replace(cfg, finetune="qlora"), setup
     if getattr(cfg, "gradient_checkpointing", True) is False:
         yield "gradient checkpointing (--gradient_checkpointing true)", dataclasses.replace(
             cfg, gradient_checkpointing=True), setup

@@ -17,7 +17,7 @@ from transformers import EarlyStoppingCallback
 from common import distributed
 from common.config import param
 from common.data.hygiene import HygieneReport
-from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, resolve_model
+from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, load_model_and_tokenizer, resolve_model
 from common.models.lora import LoraSettings, peft_config
 from common.models.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, RunOptions, open_run_dir, publish, resolve_resume
@@ -32,7 +32,9 @@ class TrainingOptions(RunOptions):
 
     # --- what to train
     model: str = param(DEFAULT_MODEL, help="model spec: default model, tiny-random, a folder, or a hub id")
-    finetune: Literal["lora", "full"] = param("lora", help="train a LoRA adapter or all weights")
+    finetune: Literal["lora", "full", "qlora"] = param(
+        "lora", help="train a LoRA adapter, all weights, or a LoRA adapter on a frozen 4-bit NF4 base (QLoRA: "
+        "bitsandbytes; the saved adapter applies to the full-precision base)")
     lora: LoraSettings = param(LoraSettings(), help="LoRA shape")
 
     # --- optimisation
@@ -112,8 +114,18 @@ def trainer_kwargs(cfg: TrainingOptions, run_dir: Path, has_validation: bool, re
 
 
 def lora_config(cfg: TrainingOptions, task_type: str, modules_to_save: list[str] | None = None):
-    """A PEFT `LoraConfig` for finetune = lora, else None."""
-    return peft_config(cfg.lora, task_type, modules_to_save) if cfg.finetune == "lora" else None
+    """A PEFT `LoraConfig` for finetune = lora or qlora, else None."""
+    return peft_config(cfg.lora, task_type, modules_to_save) if cfg.finetune != "full" else None
+
+
+def load_model(cfg: TrainingOptions, model_class: Any = None, **kwargs: Any):
+    """The model the stage trains and its tokenizer: `cfg.model` as loaded for lora and full, its
+    frozen base in 4-bit NF4 prepared for training for qlora (common/models/quantized.py)."""
+    if cfg.finetune == "qlora":
+        from common.models.quantized import load_qlora_model
+
+        return load_qlora_model(cfg.model, cfg.precision, model_class=model_class, **kwargs)
+    return load_model_and_tokenizer(cfg.model, model_class=model_class, **kwargs)
 
 
 @dataclass
