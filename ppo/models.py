@@ -25,9 +25,17 @@ class Critic(nn.Module):
 
 
 def build_critic(spec: str, zero_head: bool, freeze_layers: int = 0) -> Critic:
+    from pathlib import Path
+
     from transformers import AutoModelForSequenceClassification
 
-    model, _ = load_model_and_tokenizer(spec, model_class=AutoModelForSequenceClassification, num_labels=1)
+    from common.models import resolve_model
+    from common.rewards.scorer import REWARD_CONFIG, load_reward_model
+
+    if (Path(resolve_model(spec)) / REWARD_CONFIG).is_file():  # a reward model: with ODIN's two heads, its quality head
+        model = load_reward_model(spec)[0]
+    else:
+        model, _ = load_model_and_tokenizer(spec, model_class=AutoModelForSequenceClassification, num_labels=1)
     if zero_head:  # a fresh head starts predicting 0 rather than noise
         nn.init.zeros_(model.score.weight)
     backbone = model.base_model

@@ -46,6 +46,15 @@ class RMStageConfig(TrainingOptions):
     head_init: Literal["normal", "zero"] = param(
         "normal", help="score head: small random or zero weights (not when `model` is a reward model: a warm start "
         "keeps its head)")
+    heads: Literal["single", "odin"] = param(
+        "single", help="single = one scalar head; odin = a quality head and a length head on the backbone (ODIN, Chen "
+        "et al. 2024): their sum is trained on the preferences, the length head to correlate with response length, the "
+        "quality head not to; the saved model scores with the quality head (docs/reward_model.md)")
+    odin_length_weight: float = param(
+        1.0, help="odin: weight λ_L of the length-correlation penalty |ρ(r_Q, L)| − ρ(r_L, L) (1.0 as in the authors' "
+        "released training script)")
+    odin_orthogonal_weight: float = param(
+        1.0, help="odin: weight λ_O of the heads' orthogonality penalty |cos(w_Q, w_L)| (1.0 as in the authors' script)")
 
     # --- ensembles and checks
     ensemble: int = param(
@@ -67,5 +76,10 @@ class RMStageConfig(TrainingOptions):
             raise ValueError("margin applies to the bradley_terry loss only")
         if self.ensemble < 1 or self.sanity_prompts < 0:
             raise ValueError(f"ensemble must be ≥ 1 and sanity_prompts ≥ 0, got {self.ensemble} and {self.sanity_prompts}")
+        if self.heads == "odin" and self.head_init == "zero":
+            raise ValueError("heads: odin needs head_init: normal — two zero heads start equal and constant, where the "
+                             "length correlation and the heads' angle are undefined (configs/reward_model/odin.yaml)")
+        if self.odin_length_weight < 0 or self.odin_orthogonal_weight < 0:
+            raise ValueError("odin_length_weight and odin_orthogonal_weight must be ≥ 0")
         if self.early_stopping_patience is not None and self.val_fraction == 0:
             raise ValueError("early stopping needs a validation split: set val_fraction > 0")

@@ -1,7 +1,8 @@
 """Reward-model data: read sources, drop repeats, split by prompt, mix by weight, tokenize.
 
 Each dataset row is one preference group: `input_ids` (K token lists), `ranks` (K),
-`scores` (K, 0 when absent), `margin` (0 when absent), `domain`.
+`scores` (K, 0 when absent), `margin` (0 when absent), `domain`, `lengths` (K: each response's
+tokens, uncut — what ODIN's length head and the length-correlation figures read).
 """
 
 from __future__ import annotations
@@ -25,14 +26,20 @@ class PreparedPreferences:
     validation_groups: list[PreferenceGroup] = field(default_factory=list)  # untokenized: the sanity suite's source
 
 
+def response_tokens(tokenizer, response: str) -> int:
+    """Tokens of the reply alone: the length L(y) that ρ(reward, length) is measured against."""
+    return len(tokenizer(response, add_special_tokens=False)["input_ids"])
+
+
 def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: str) -> Dataset:
-    rows = {"input_ids": [], "ranks": [], "scores": [], "margin": [], "domain": []}
+    rows = {"input_ids": [], "ranks": [], "scores": [], "margin": [], "domain": [], "lengths": []}
     for g in tqdm(groups, desc=desc, mininterval=1.0):
         rows["input_ids"].append([encode_response(tokenizer, g.prompt, r, max_length) for r in g.responses])
         rows["ranks"].append(g.ranks)
         rows["scores"].append([float(s) for s in g.scores] if g.scores else [0.0] * len(g.responses))
         rows["margin"].append(g.margin or 0.0)
         rows["domain"].append(g.domain)
+        rows["lengths"].append([response_tokens(tokenizer, r) for r in g.responses])
     return Dataset.from_dict(rows)
 
 

@@ -1,10 +1,14 @@
 """Reward-model losses: pure functions over padded groups of rewards and ranks.
 
-Shapes: G groups, K = the largest group size. `rewards` (G, K) float; `ranks` (G, K) int,
-1 = best, equal = tied, 0 = padding (no response in that slot).
+Shapes: G groups, K = the largest group size. `rewards` (G, K) float — (G, K, 2) for ODIN's two
+heads; `ranks` (G, K) int, 1 = best, equal = tied, 0 = padding (no response in that slot);
+`lengths` (G, K) response tokens.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -68,3 +72,63 @@ def rank_gap_margins(ranks: torch.Tensor, scale: float) -> torch.Tensor:
 def score_margins(scores: torch.Tensor, scale: float) -> torch.Tensor:
     """(G, K, K): scale · (s_i − s_j) from absolute scores (G, K), floored at 0."""
     return (scale * (scores[:, :, None] - scores[:, None, :])).clamp(min=0)
+
+
+# --- ODIN (Chen et al., ICML 2024): a quality head and a length head on one backbone --------------
+# The classifier has 2 outputs: QUALITY (what PPO optimises) and LENGTH (takes the length shortcut).
+QUALITY, LENGTH = 0, 1
+
+
+def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Pearson's correlation of two (N,) tensors, differentiable; 0 when either is constant
+    (the clamp keeps the gradient finite where the square root of 0 would make it NaN)."""
+    xc, yc = x - x.mean(), y - y.mean()  # (N,)
+    return (xc * yc).sum() / torch.sqrt((xc.pow(2).sum() * yc.pow(2).sum()).clamp(min=eps))
+
+
+def length_correlation_penalty(quality: torch.Tensor, length_head: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """|ρ(r_Q, L)| − ρ(r_L, L) over the N responses of a batch (each (N,)), in [−1, 2]: the quality
+    head is pushed to no linear correlation with length L, either sign; the length head towards +1."""
+    lengths = lengths.to(quality.dtype)
+    return pearson(quality, lengths).abs() - pearson(length_head, lengths)
+
+
+def orthogonality_penalty(head_weight: torch.Tensor) -> torch.Tensor:
+    """|cos(w_Q, w_L)| of the two heads' weight rows (2, D): 0 when they read orthogonal directions of
+    the shared features. Scale-free (the authors' code normalises the rows too), so the penalty cannot
+    be met by shrinking a head."""
+    w = head_weight.float()
+    return F.cosine_similarity(w[QUALITY], w[LENGTH], dim=0, eps=1e-8).abs()
+
+
+@dataclass
+class OdinLoss:
+    total: torch.Tensor  # ranking + length_weight · length + orthogonal_weight · orthogonal
+    ranking: torch.Tensor  # the ranking loss of r_Q + r_L
+    length: torch.Tensor  # length_correlation_penalty
+    orthogonal: torch.Tensor  # orthogonality_penalty
+    quality_corr: torch.Tensor  # ρ(r_Q, L), detached: for the logs
+    length_corr: torch.Tensor  # ρ(r_L, L), detached
+
+
+def odin_loss(
+    rewards: torch.Tensor,
+    ranks: torch.Tensor,
+    lengths: torch.Tensor,
+    head_weight: torch.Tensor,
+    ranking_loss: Callable[[torch.Tensor], torch.Tensor],
+    length_weight: float = 1.0,
+    orthogonal_weight: float = 1.0,
+) -> OdinLoss:
+    """ODIN's loss on `rewards` (G, K, 2): `ranking_loss` ((G, K) → scalar, e.g. Bradley–Terry with the
+    batch's ranks) of the sum r_Q + r_L, plus the length-correlation penalty over the batch's responses
+    (`lengths` (G, K) response tokens; padding slots, rank 0, left out) and the heads' orthogonality."""
+    valid = ranks > 0  # (G, K)
+    quality, length_head, n_tokens = rewards[..., QUALITY][valid], rewards[..., LENGTH][valid], lengths[valid]  # (N,)
+    ranking = ranking_loss(rewards.sum(dim=-1))  # (G, K) → scalar
+    length = length_correlation_penalty(quality, length_head, n_tokens)
+    orthogonal = orthogonality_penalty(head_weight)
+    total = ranking + length_weight * length + orthogonal_weight * orthogonal
+    n_tokens = n_tokens.to(quality.dtype)
+    return OdinLoss(total, ranking, length, orthogonal,
+                    pearson(quality, n_tokens).detach(), pearson(length_head, n_tokens).detach())

@@ -16,9 +16,27 @@ from common.rewards.scorer import REWARD_CONFIG
 from common.tracking import finish_trackers
 from reward_model import data as rm_data
 from reward_model.config import RMStageConfig
+from reward_model.losses import LENGTH, QUALITY
 from reward_model.metrics import format_metrics
 from reward_model.sanity import stage_sanity
 from reward_model.train import build_model, build_trainer
+
+
+def odin_reward_config(summary: dict, prefix: str) -> dict:
+    """What `load_reward_scorer` needs to choose a head of ODIN's 2-output classifier: which outputs
+    make each head, the default one (quality, what PPO should optimise) and each head's statistics.
+    The top-level reward_mean/std (above) are the quality head's, so older readers normalise right."""
+    def stats(name: str) -> dict[str, float]:
+        key = "" if name == "quality" else f"{name}_head/"
+        return {"reward_mean": summary[f"{prefix}_{key}reward_mean"], "reward_std": summary[f"{prefix}_{key}reward_std"]}
+
+    return {
+        "heads": "odin",
+        "num_labels": 2,
+        "outputs": {"quality": [QUALITY], "length": [LENGTH], "sum": [QUALITY, LENGTH]},
+        "head": "quality",
+        "head_stats": {name: stats(name) for name in ("quality", "length", "sum")},
+    }
 
 
 def train_one(cfg: RMStageConfig, run_dir: Path, model, tokenizer, data: rm_data.PreparedPreferences,
@@ -35,6 +53,8 @@ def train_one(cfg: RMStageConfig, run_dir: Path, model, tokenizer, data: rm_data
         "reward_mean": summary[f"{prefix}_reward_mean"],
         "reward_std": summary[f"{prefix}_reward_std"],
     }
+    if cfg.heads == "odin":
+        reward_config.update(odin_reward_config(summary, prefix))
     files = {REWARD_CONFIG: reward_config}
     sanity = stage_sanity(cfg, trainer.model, tokenizer, data.validation_groups, reward_config["reward_mean"],
                           reward_config["reward_std"])

@@ -170,3 +170,84 @@ def test_the_hash_split_keeps_every_prompt_on_its_side_as_labels_are_added():
     assert shuffled[0] != {p for p in shuffled[1] if int(p.split()[1]) < 200}  # why the loop needs hash
     with pytest.raises(ValueError, match="val_split must be"):
         split_by_prompt(groups(4), 0.2, 0, "random")
+
+
+# --- ODIN: a quality head and a length head (heads: odin)
+
+FILLER = ["also", "so", "well", "then", "yes", "ok", "now", "sure"]
+
+
+def polite_or_rude(rng: random.Random, total: int, polite: bool, filler: int) -> str:
+    """'It is 42.' + `filler` filler words + the cue: the length varies, the quality is the last words."""
+    return f"It is {total}." + "".join(" " + rng.choice(FILLER) for _ in range(filler)) + (
+        " Glad to help." if polite else " Go away now.")
+
+
+def length_biased_preferences(path: Path, n: int, seed: int, chosen_longer: float | None, mislabelled: float) -> list[dict]:
+    """Pairs that differ in quality (polite over rude) and in length. `chosen_longer`: the share of pairs whose
+    chosen reply is the longer one (7–12 filler words against 0–5), None = both lengths drawn alike (0–12);
+    `mislabelled`: the share that prefer the rude reply — labels only length can explain, as annotators'
+    taste for length would."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(2, 999), rng.randint(2, 999)
+        if chosen_longer is None:
+            long_chosen, short_rejected = rng.randint(0, 12), rng.randint(0, 12)
+        else:
+            longer, shorter = rng.randint(7, 12), rng.randint(0, 5)
+            long_chosen, short_rejected = (longer, shorter) if rng.random() < chosen_longer else (shorter, longer)
+        polite_chosen = rng.random() >= mislabelled
+        rows.append({"prompt": f"What is {a} plus {b}?",
+                     "chosen": polite_or_rude(rng, a + b, polite_chosen, long_chosen),
+                     "rejected": polite_or_rude(rng, a + b, not polite_chosen, short_rejected)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast as two, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_odin_quality_head_ranks_by_quality_without_the_length_shortcut(tiny_model_dir, tmp_path, one_thread):
+    from common.stats import spearman
+    from reward_model.data import response_tokens
+
+    train = tmp_path / "train.jsonl"
+    length_biased_preferences(train, 240, seed=0, chosen_longer=0.75, mislabelled=0.15)
+    # held out: polite always wins, lengths drawn independently of it (so about half the pairs reverse the bias)
+    held_out = length_biased_preferences(tmp_path / "held_out.jsonl", 150, seed=1, chosen_longer=None, mislabelled=0.0)
+    figures = {}
+    for heads, steps in (("single", 100), ("odin", 250)):  # ODIN's heads take longer to settle their roles
+        main(["--config", TINY, "--model", str(tiny_model_dir), "--output_root", str(tmp_path / heads),
+              "--data", f"[{{path: {train}}}]", "--heads", heads, "--head_init", "normal", "--max_steps", str(steps),
+              "--eval_steps", str(steps), "--save_steps", str(steps), "--logging_steps", "50", "--batch_size", "8",
+              "--learning_rate", "0.01", "--val_fraction", "0.2"])
+        figures[heads] = summary(tmp_path / heads / "tiny")
+    # the validation split (held-out prompts of the biased distribution): the single head has learnt length,
+    # ODIN's quality head is decorrelated from it and its length head took it
+    single, odin = figures["single"]["eval_length_spearman"], figures["odin"]["eval_length_spearman"]
+    assert single > 0.3 and abs(odin) < 0.3 and single - abs(odin) > 0.2, (single, odin)
+    assert figures["odin"]["eval_length_head/length_spearman"] > 0.8, figures["odin"]
+
+    def score(model: Path, head: str | None = None):
+        scorer = load_reward_scorer(str(model), head=head)
+        prompts = [r["prompt"] for r in held_out]
+        chosen, rejected = (scorer(prompts, [r[side] for r in held_out]).numpy() for side in ("chosen", "rejected"))
+        lengths = {side: [response_tokens(scorer.tokenizer, r[side]) for r in held_out] for side in ("chosen", "rejected")}
+        # ρ with length among replies of one quality: what length alone does to the score
+        within = (spearman(chosen.tolist(), lengths["chosen"]) + spearman(rejected.tolist(), lengths["rejected"])) / 2
+        reversed_ = [c < r for c, r in zip(lengths["chosen"], lengths["rejected"])]
+        wins = chosen > rejected
+        return within, wins.mean(), wins[reversed_].mean()
+
+    single_within, _, _ = score(tmp_path / "single/tiny/model")
+    quality_within, accuracy, reversed_accuracy = score(tmp_path / "odin/tiny/model")  # the default head: quality
+    length_within, _, _ = score(tmp_path / "odin/tiny/model", head="length")
+    assert quality_within < single_within - 0.3 and length_within > 0.8, (single_within, quality_within, length_within)
+    assert accuracy > 0.8 and reversed_accuracy > 0.8, (accuracy, reversed_accuracy)

@@ -8,12 +8,16 @@ import torch
 
 from reward_model.losses import (
     bradley_terry_loss,
+    length_correlation_penalty,
+    odin_loss,
+    orthogonality_penalty,
     pair_mask,
+    pearson,
     plackett_luce_loss,
     rank_gap_margins,
     score_margins,
 )
-from reward_model.metrics import expected_calibration_error, preference_metrics
+from reward_model.metrics import expected_calibration_error, head_metrics, length_correlations, preference_metrics
 
 
 def nll_sigmoid(x: float) -> float:
@@ -124,3 +128,85 @@ def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
     assert expected_calibration_error(np.zeros(10)) == pytest.approx(0.0)  # p = ½, half right by symmetry
     # d = +10 and −10: p ≈ 1 and p ≈ 0 — each confidence bin holds half right, half wrong
     assert expected_calibration_error(np.array([10.0, -10.0])) == pytest.approx(0.5, abs=1e-3)
+
+
+# --- ODIN: two heads, a length-correlation penalty and an orthogonality penalty
+
+
+def test_pearson_by_hand_and_zero_with_a_finite_gradient_for_a_constant():
+    x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 4.0])
+    # centred: x (−1, 0, 1), y (−4/3, −1/3, 5/3); Σxy = 3, Σx² = 2, Σy² = 14/3
+    assert pearson(x, y).item() == pytest.approx(3 / math.sqrt(2 * 14 / 3), abs=1e-6)
+    assert pearson(-x, y).item() == pytest.approx(-3 / math.sqrt(2 * 14 / 3), abs=1e-6)
+    flat = torch.zeros(3, requires_grad=True)  # two zero-initialised heads would start here
+    rho = pearson(flat, y)
+    rho.backward()
+    assert rho.item() == 0.0 and torch.isfinite(flat.grad).all()
+
+
+def test_length_penalty_wants_quality_uncorrelated_either_way_and_the_length_head_correlated():
+    lengths = torch.tensor([1.0, 2.0, 3.0])
+    uncorrelated = torch.tensor([1.0, -2.0, 1.0])  # centred: Σ (1, −2, 1)·(−1, 0, 1) = 0
+    # the best case: ρ(r_Q, L) = 0 and the length head an increasing function of L (ρ = 1): 0 − 1
+    assert length_correlation_penalty(uncorrelated, 2 * lengths + 5, lengths).item() == pytest.approx(-1.0, abs=1e-6)
+    # a quality head that tracks length is penalised whichever its sign: |±1| − 1 = 0
+    assert length_correlation_penalty(lengths, lengths, lengths).item() == pytest.approx(0.0, abs=1e-6)
+    assert length_correlation_penalty(-lengths, lengths, lengths).item() == pytest.approx(0.0, abs=1e-6)
+    # the worst: quality tracks length, the length head goes against it: 1 − (−1)
+    assert length_correlation_penalty(lengths, -lengths, lengths).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_orthogonality_penalty_is_the_absolute_cosine_of_the_heads():
+    assert orthogonality_penalty(torch.tensor([[1.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+    assert orthogonality_penalty(torch.tensor([[10.0, 0.0], [1.0, 1.0]])).item() == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+    assert orthogonality_penalty(torch.tensor([[3.0, 0.0], [0.0, 2.0]])).item() == pytest.approx(0.0, abs=1e-7)
+    assert orthogonality_penalty(torch.tensor([[1.0, 2.0], [-2.0, -4.0]])).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_odin_loss_by_hand_sums_the_heads_for_ranking_and_leaves_padding_out():
+    # two pairs and a padding slot holding 9s and length 99, which must count nowhere
+    quality = [[1.0, 0.0, 9.0], [0.5, 0.0, 9.0]]
+    length_head = [[0.0, 1.0, 9.0], [1.0, 0.0, 9.0]]
+    rewards = torch.stack([torch.tensor(quality), torch.tensor(length_head)], dim=-1)  # (2, 3, 2)
+    ranks = torch.tensor([[1, 2, 0], [2, 1, 0]])
+    lengths = torch.tensor([[10.0, 20.0, 99.0], [30.0, 40.0, 99.0]])
+    weight = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    out = odin_loss(rewards, ranks, lengths, weight, lambda r: bradley_terry_loss(r, ranks), 2.0, 0.5)
+    # ranking on the sums (1, 1) and (1.5, 0), the second pair preferring slot 1: −log σ(0), −log σ(−1.5)
+    ranking = (math.log(2) + math.log(1 + math.exp(1.5))) / 2
+    # responses 1, 0, 0.5, 0 (quality) and 0, 1, 1, 0 (length head) against lengths 10, 20, 30, 40:
+    # centred quality (0.625, −0.375, 0.125, −0.375), lengths (−15, −5, 5, 15): Σ = −12.5, Σq² = 0.6875, ΣL² = 500;
+    # centred length head (−0.5, 0.5, 0.5, −0.5): Σ = 0, ρ = 0
+    rho_q = -12.5 / math.sqrt(0.6875 * 500)
+    assert out.ranking.item() == pytest.approx(ranking, abs=1e-6)
+    assert out.quality_corr.item() == pytest.approx(rho_q, abs=1e-6) and out.length_corr.item() == pytest.approx(0, abs=1e-7)
+    assert out.length.item() == pytest.approx(abs(rho_q) - 0, abs=1e-6)
+    assert out.orthogonal.item() == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+    assert out.total.item() == pytest.approx(ranking + 2.0 * abs(rho_q) + 0.5 / math.sqrt(2), abs=1e-6)
+
+
+def test_odin_loss_gradients_reach_both_heads_and_their_weights():
+    rewards = torch.tensor([[[1.0, 0.2], [0.0, 0.9]], [[0.3, 0.1], [0.4, 0.7]]], requires_grad=True)
+    weight = torch.tensor([[1.0, 0.5], [0.2, 1.0]], requires_grad=True)
+    ranks = torch.tensor([[1, 2], [2, 1]])
+    out = odin_loss(rewards, ranks, torch.tensor([[5.0, 9.0], [2.0, 7.0]]), weight, lambda r: bradley_terry_loss(r, ranks))
+    out.total.backward()
+    assert (rewards.grad[..., 0] != 0).all() and (rewards.grad[..., 1] != 0).all() and (weight.grad != 0).all()
+
+
+def test_length_correlations_by_hand_and_in_the_metrics_per_head():
+    figures = length_correlations(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert figures["length_pearson"] == pytest.approx(3 / math.sqrt(2 * 14 / 3), abs=1e-9)
+    assert figures["length_spearman"] == pytest.approx(1.0)  # the same order
+    assert math.isnan(length_correlations(np.ones(3), np.array([1.0, 2.0, 4.0]))["length_pearson"])
+    ranks = np.array([[1, 2, 0], [2, 1, 0]])
+    lengths = np.array([[1.0, 2.0, 50.0], [3.0, 4.0, 60.0]])  # padding slots' lengths must not count
+    quality = np.array([[4.0, 3.0, 0.0], [2.0, 1.0, 0.0]])  # falls as length rises: ρ = −1
+    length_head = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, 0.0]])  # rises with length: ρ = +1
+    m = head_metrics(np.stack([quality, length_head], axis=-1), ranks, ["a", "b"], lengths)
+    assert m["length_spearman"] == pytest.approx(-1.0) and m["length_head/length_spearman"] == pytest.approx(1.0)
+    # quality: pair 1 (4 over 3) right, pair 2 prefers slot 1 (1 under 2) wrong; the length head the reverse
+    assert m["accuracy"] == 0.5 and m["length_head/accuracy"] == 0.5
+    # the sum is 5 everywhere: ties, accuracy ½, and no correlation to speak of
+    assert m["sum_head/accuracy"] == 0.5 and math.isnan(m["sum_head/length_spearman"])
+    assert "length_pearson" not in preference_metrics(quality, ranks, ["a", "b"])  # no lengths, no figure

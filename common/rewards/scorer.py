@@ -1,9 +1,12 @@
 """Reward-model scoring, shared by the reward-model stage (training, evaluation), PPO, BCQ and
 the annotation app.
 
-A reward model is a sequence classifier with one output, saved with `reward_config.json`
-(how text was encoded, and the mean/std of its rewards so consumers can normalize).
-`load_reward_scorer(folder)` returns a callable: (prompts, responses) → a (B,) float tensor.
+A reward model is a sequence classifier saved with `reward_config.json` (how text was encoded,
+and the mean/std of its rewards so consumers can normalize). It has one output, or — `heads: odin`
+— two (a quality head and a length head); reward_config.json then says which `outputs` make each
+head (`quality`, `length`, `sum`), the default `head` (quality) and each head's `head_stats`.
+`load_reward_scorer(folder, head=None)` returns a callable: (prompts, responses) → a (B,) float
+tensor, of the chosen head.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from common.config import ConfigError
 from common.data import Message
 
 REWARD_CONFIG = "reward_config.json"
@@ -74,25 +78,77 @@ class RewardScorer:
         return (rewards - self.mean) / self.std if normalize else rewards
 
 
-def load_reward_scorer(spec: str, device: str | torch.device | None = None) -> RewardScorer:
-    """A saved reward model (full weights or LoRA adapter folder) → a `RewardScorer`."""
-    from transformers import AutoModelForSequenceClassification
-
-    from common.models import load_model_and_tokenizer, resolve_model
+def read_reward_config(spec: str) -> tuple[Path, dict]:
+    """(folder, its reward_config.json); FileNotFoundError (with the command that makes one) when absent."""
+    from common.models import resolve_model
 
     folder = Path(resolve_model(spec))
     config_path = folder / REWARD_CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} is not a reward model (no {REWARD_CONFIG}); `make rm` trains one")
-    meta = json.loads(config_path.read_text())
-    model, tokenizer = load_model_and_tokenizer(str(folder), model_class=AutoModelForSequenceClassification, num_labels=1)
+    return folder, json.loads(config_path.read_text())
+
+
+def choose_head(folder: Path, meta: dict, head: str | None) -> tuple[list[int], float, float]:
+    """(the classifier outputs whose sum is `head`'s reward, its reward mean, its std); `head` None =
+    the folder's default. A one-head folder has no heads to choose from (ConfigError, as for a bad head)."""
+    outputs = meta.get("outputs")
+    if outputs is None:
+        if head is not None:
+            raise ConfigError(f"{folder}: a single-head reward model has no '{head}' head (head= is for heads: odin)")
+        return [0], meta.get("reward_mean", 0.0), meta.get("reward_std", 1.0)
+    head = head or meta["head"]
+    if head not in outputs:
+        raise ConfigError(f"{folder}: head must be one of {', '.join(sorted(outputs))}, got {head!r}")
+    stats = meta["head_stats"][head]
+    return list(outputs[head]), stats["reward_mean"], stats["reward_std"]
+
+
+def keep_outputs(model: torch.nn.Module, rows: list[int]) -> None:
+    """Make the classifier a 1-output linear layer scoring the sum of its outputs `rows`: exact, since
+    a linear layer's outputs add up; every consumer then reads logits[:, 0] as before."""
+    name = "score" if hasattr(model, "score") else "classifier"
+    layer = getattr(model, name)
+    if not isinstance(layer, torch.nn.Linear):
+        raise ValueError(f"cannot choose a head of a {type(layer).__name__} classifier (a linear layer is needed)")
+    if layer.out_features == 1:
+        return
+    one = torch.nn.Linear(layer.in_features, 1, bias=layer.bias is not None, device=layer.weight.device,
+                          dtype=layer.weight.dtype)
+    with torch.no_grad():
+        one.weight.copy_(layer.weight[rows].sum(dim=0, keepdim=True))  # (1, D)
+        if layer.bias is not None:
+            one.bias.copy_(layer.bias[rows].sum(dim=0, keepdim=True))
+    setattr(model, name, one)
+    model.config.num_labels = 1
+
+
+def load_reward_model(spec: str, head: str | None = None):
+    """A saved reward model (full weights or LoRA adapter folder) → (a 1-output sequence classifier
+    scoring `head`, its tokenizer, {max_length, reward_mean, reward_std}); trainable, like any model."""
+    from transformers import AutoModelForSequenceClassification
+
+    from common.models import load_model_and_tokenizer
+
+    folder, meta = read_reward_config(spec)
+    rows, mean, std = choose_head(folder, meta, head)
+    model, tokenizer = load_model_and_tokenizer(str(folder), model_class=AutoModelForSequenceClassification,
+                                                num_labels=meta.get("num_labels", 1))
     model.config.pad_token_id = tokenizer.pad_token_id
+    keep_outputs(model, rows)
+    return model, tokenizer, {"max_length": meta["max_length"], "reward_mean": mean, "reward_std": std}
+
+
+def load_reward_scorer(spec: str, device: str | torch.device | None = None, head: str | None = None) -> RewardScorer:
+    """A saved reward model → a `RewardScorer` of `head` (quality, length or sum for a heads: odin model;
+    None = its default, quality; a one-head model takes None only)."""
+    model, tokenizer, meta = load_reward_model(spec, head)
     # a judge, never trained through: frozen weights also keep autocast from caching a bf16 copy
     # of every one of them for as long as its region lasts (it caches casts of leaves that need grad)
     model.requires_grad_(False).eval()
     if device is not None:
         model.to(device)
-    return RewardScorer(model, tokenizer, meta["max_length"], meta.get("reward_mean", 0.0), meta.get("reward_std", 1.0))
+    return RewardScorer(model, tokenizer, meta["max_length"], meta["reward_mean"], meta["reward_std"])
 
 
 def ranking_uncertainty(scorers: Sequence[RewardScorer], prompt: str | list[Message], replies: Sequence[str],
