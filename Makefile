@@ -29,7 +29,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo grpo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -102,6 +102,16 @@ endif
 # Several processes (NPROC=N) split the prompts; no DeepSpeed config is needed.
 eval: $(VENV)/.installed
 	$(call launch,evaluation,configs/evaluation/default.yaml)
+
+# GRPO on instruction-following constraints (the rules decide the reward, no reward model), then the
+# held-out evaluation against the default model (configs/evaluation/grpo.yaml); the default reward
+# model, built first if missing, judges the answers' content as a side check.
+grpo: $(VENV)/.installed
+	$(call launch,ppo,configs/ppo/grpo.yaml)
+ifeq ($(CONFIG),)
+	@test -d $(call model_of,reward_model) || $(MAKE) --no-print-directory rm CONFIG= ARGS=
+	@$(MAKE) --no-print-directory eval CONFIG=configs/evaluation/grpo.yaml ARGS= DS=
+endif
 
 # Ship a finished run (docs/export.md): its adapter chain merged into one Hugging Face folder, checked
 # against the unmerged chain, a model card, GGUF files; runs/export/<stage>-<run>/. Another run:
