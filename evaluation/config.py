@@ -25,6 +25,15 @@ class PolicySpec:
 
 
 @dataclass
+class Decoding:
+    """A second reading of every policy at another decoding: what a deployment would show."""
+
+    name: str = param(help="label in tables and files, e.g. greedy, t0.7")
+    decoding: Literal["sample", "greedy"] = param("greedy", help="sampling or greedy")
+    temperature: float = param(1.0, help="sampling temperature (decoding: sample)")
+
+
+@dataclass
 class Judges:
     """Which judges run; each is optional."""
 
@@ -75,6 +84,10 @@ class EvalConfig(RunOptions):
                          "untruncated distributions")
     max_new_tokens: int = param(64, help="reply length limit")
     batch_size: int = param(32, help="prompts per generate call (each with all its samples)")
+    also_decode: list[Decoding] = param(
+        [], help="more readings, one reply per prompt and policy each (e.g. [{name: greedy, decoding: greedy}, {name: "
+        "t0.7, decoding: sample, temperature: 0.7}]): every judge but the KL runs on them too, reported beside the main "
+        "decoding (a win at T 1 can vanish at the decoding a deployment uses)")
 
     # --- judges
     judges: Judges = param(Judges(), help="which judges run")
@@ -95,11 +108,21 @@ class EvalConfig(RunOptions):
             raise ValueError("decoding: greedy gives one reply per prompt: set samples_per_prompt: 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+        labels = [d.name for d in self.also_decode]
+        if len(set(labels)) != len(labels) or any(not n or not n.replace(".", "").replace("-", "").replace("_", "").isalnum()
+                                                   for n in labels):
+            raise ValueError(f"also_decode: names must be unique words (letters, digits, . - _), got {labels}")
+        for d in self.also_decode:
+            if d.temperature <= 0:
+                raise ValueError(f"also_decode: {d.name}'s temperature must be > 0, got {d.temperature}")
         if len(self.policies) < 2:
             raise ValueError("policies: list at least two (the baseline and one to compare with it)")
         names = [p.name for p in self.policies]
         if len(set(names)) != len(names):
             raise ValueError(f"policies: names must be unique, got {names}")
+        if set(names) & set(labels):
+            shared = ", ".join(sorted(set(names) & set(labels)))
+            raise ValueError(f"also_decode: a reading may not share a policy's name ({shared})")
         if self.baseline not in names:
             raise ValueError(f"baseline '{self.baseline}' is not among the policies ({', '.join(names)})")
         if self.deepspeed:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -114,8 +114,8 @@ def sample_all(cfg: EvalConfig, prepared: Prepared, mine: list[int], timing: dic
 
 
 def judge(cfg: EvalConfig, prepared: Prepared, replies: list[Reply], timing: dict[str, float]) -> dict | None:
-    """Reward-model scores on this rank's replies (in place); on rank 0 → the judge's sanity figures
-    (`evaluation.sanity`)."""
+    """Reward-model scores on this rank's replies (in place; every decoding's); on rank 0 → the judge's
+    sanity figures (`evaluation.sanity`)."""
     if not cfg.judges.reward_model:
         return None
     t0 = time.perf_counter()
@@ -132,27 +132,53 @@ def judge(cfg: EvalConfig, prepared: Prepared, replies: list[Reply], timing: dic
     return sanity
 
 
-def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, list[Reply]]:
-    """Sample and judge; on rank 0 → (the report body, every reply), elsewhere (None, [])."""
-    timing: dict[str, float] = {}
-    start = time.perf_counter()
-    mine = list(range(len(prepared.prompts)))[distributed.rank() :: distributed.world_size()]
-    replies = sample_all(cfg, prepared, mine, timing)
-    sanity = judge(cfg, prepared, replies, timing)
-    gathered = distributed.all_gather_objects((replies, timing))
-    if not distributed.is_main_process():
-        return None, []
-    replies = [r for part, _ in gathered for r in part]
-    timing = {k: max(t[k] for _, t in gathered if k in t) for k in timing}  # the slowest rank's
+def decoding_config(cfg: EvalConfig, k: int) -> EvalConfig:
+    """The stage's config for its k-th extra reading (`also_decode[k]`): one reply per prompt and policy,
+    no KL judge (a KL between temperature-T distributions is the main reading's), its own seeds."""
+    extra = cfg.also_decode[k]
+    return replace(cfg, decoding=extra.decoding, temperature=extra.temperature, samples_per_prompt=1,
+                   judges=replace(cfg.judges, kl=False), seed=cfg.seed + 7919 * (k + 1), also_decode=[])
+
+
+def judge_texts(cfg: EvalConfig, prepared: Prepared, replies: list[Reply]) -> None:
+    """The judges that read the texts alone, on rank 0 (in place): the mixed reward and the constraints."""
     if cfg.judges.mixed_reward:
         score_mixed(replies, prepared.prompts, prepared.domains)
     if cfg.judges.constraints:
         instructions.judge(replies, prepared.prompts)
-    report = summarize(replies, prepared.prompts, cfg, has_kl=prepared.reference is not None)
+
+
+def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, dict[str, list[Reply]]]:
+    """Sample and judge; on rank 0 → (the report body, every reply by reading: "" = the main decoding,
+    then each `also_decode` name), elsewhere (None, {})."""
+    timing: dict[str, float] = {}
+    start = time.perf_counter()
+    mine = list(range(len(prepared.prompts)))[distributed.rank() :: distributed.world_size()]
+    readings = {"": sample_all(cfg, prepared, mine, timing)}
+    for k, extra in enumerate(cfg.also_decode):
+        extra_timing: dict[str, float] = {}
+        readings[extra.name] = sample_all(decoding_config(cfg, k), replace(prepared, reference=None), mine, extra_timing)
+        timing.update({f"{extra.name}/{key}": t for key, t in extra_timing.items()})
+    sanity = judge(cfg, prepared, [r for part in readings.values() for r in part], timing)
+    gathered = distributed.all_gather_objects((readings, timing))
+    if not distributed.is_main_process():
+        return None, {}
+    readings = {name: [r for part, _ in gathered for r in part[name]] for name in readings}
+    timing = {k: max(t[k] for _, t in gathered if k in t) for k in timing}  # the slowest rank's
+    for replies in readings.values():
+        judge_texts(cfg, prepared, replies)
+    report = summarize(readings[""], prepared.prompts, cfg, has_kl=prepared.reference is not None)
+    if cfg.also_decode:
+        report["decodings"] = {}
+        for k, extra in enumerate(cfg.also_decode):
+            body = summarize(readings[extra.name], prepared.prompts, decoding_config(cfg, k), has_kl=False)
+            body.pop("prompts")
+            report["decodings"][extra.name] = {"decoding": extra.decoding, "temperature": extra.temperature, **body}
+            report["warnings"] += [f"at {extra.name} decoding: {w}" for w in body["warnings"]]
     if sanity is not None:
         report["reward_model_sanity"] = sanity
         report["warnings"] += [w for w in [judge_sanity.warning(sanity)] if w]
     timing["total"] = time.perf_counter() - start
     report["kl_reference"] = None if prepared.reference is None else prepared.reference.spec.model
     report["timing_seconds"] = timing
-    return report, replies
+    return report, readings

@@ -35,7 +35,7 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_samples(run_dir: Path, replies: list[Reply], prompts: list[Prompt]) -> Path:
+def write_samples(run_dir: Path, replies: list[Reply], prompts: list[Prompt], name: str = "samples.jsonl") -> Path:
     rows = []
     for r in sorted(replies, key=lambda r: (r.prompt, r.sample, r.policy)):
         p = prompts[r.prompt]
@@ -45,7 +45,7 @@ def write_samples(run_dir: Path, replies: list[Reply], prompts: list[Prompt]) ->
             "ended": r.ended, "logprob": r.logprob, "ref_logprob": r.ref_logprob, **r.scores,
             **({"constraints": p.constraints, "followed": r.followed} if r.followed is not None else {}),
         }, ensure_ascii=False))
-    path = run_dir / "samples.jsonl"
+    path = run_dir / name
     _atomic_write(path, "\n".join(rows) + "\n")
     return path
 
@@ -90,8 +90,10 @@ HOLLOW_COLUMNS = (("duplicated", "duplicate_share_normalised", ".0%"), ("zero ov
                   ("ρ(RM, length)", "rm_length_spearman", "+.2f"))
 
 
-def table(report: dict) -> str:
-    """The summary printed at the end of a run (and shown at the top of report.html)."""
+def table(report: dict, nested: bool = False) -> str:
+    """The summary printed at the end of a run (and shown at the top of report.html); each further
+    reading (`also_decode`) follows in a section of its own (`nested`: such a section, whose warnings
+    the main report already lists)."""
     base = report["baseline"]
     head = ["policy", "RM score", f"win vs {base}", "length-controlled", "mixed reward", "KL (nats)", "length", "EOS",
             "empty"]
@@ -123,7 +125,11 @@ def table(report: dict) -> str:
                           [[name, *(_value(h.get(key), fmt) for _, key, fmt in HOLLOW_COLUMNS)] for name, h in signs.items()])
     lines += judge_sanity.table_lines(report.get("reward_model_sanity"))
     lines += instructions.table_lines(report)
-    lines += report.get("warnings", [])
+    for name, body in report.get("decodings", {}).items():
+        how = "greedy" if body["decoding"] == "greedy" else f"sampled at T {body['temperature']:g}"
+        lines += ["", f"--- the same policies read at {name} ({how}, one reply per prompt):", table(body, nested=True)]
+    if not nested:
+        lines += report.get("warnings", [])
     return "\n".join(lines)
 
 
@@ -268,11 +274,12 @@ def write_html(run_dir: Path, report: dict, replies: list[Reply], prompts: list[
     return path
 
 
-def flat_figures(report: dict) -> dict[str, float]:
+def flat_figures(report: dict, prefix: str = "eval") -> dict[str, float]:
     """The report's headline numbers as flat keys for trackers: `eval/<policy>/<figure>` (and
     `…/low`, `…/high`), `eval/<policy>/win_rate/<domain>`, `eval/<policy>/hollow/<figure>` with
     `…/hollow/warning` 1 when the policy's win came with a warning, and
-    `eval/<policy>/lc_win_rate/withheld` 1 in place of a withheld length-controlled win-rate."""
+    `eval/<policy>/lc_win_rate/withheld` 1 in place of a withheld length-controlled win-rate; each further
+    reading's under `eval/<reading>/<policy>/…`."""
     out: dict[str, float] = {}
 
     def put(key: str, ci: dict | None) -> None:
@@ -281,20 +288,23 @@ def flat_figures(report: dict) -> dict[str, float]:
 
     for name, s in report["policies"].items():
         for fig in ("reward_model", "mixed_reward", "kl", "length", "eos_rate"):
-            put(f"eval/{name}/{fig}", s.get(fig))
+            put(f"{prefix}/{name}/{fig}", s.get(fig))
         for key, value in s.get("hollow", {}).items():
             if isinstance(value, dict):
-                put(f"eval/{name}/hollow/{key}", value)
+                put(f"{prefix}/{name}/hollow/{key}", value)
             elif isinstance(value, float) and not math.isnan(value):
-                out[f"eval/{name}/hollow/{key}"] = value
-        out[f"eval/{name}/hollow/warning"] = float(any(w.startswith(f"warning: {name}'s ") for w in report.get("warnings", [])))
+                out[f"{prefix}/{name}/hollow/{key}"] = value
+        warned = any(w.startswith(f"warning: {name}'s ") for w in report.get("warnings", []))
+        out[f"{prefix}/{name}/hollow/warning"] = float(warned)
     for name, c in report["comparisons"].items():
         for fig in ("win_rate", "lc_win_rate", "mixed_win_rate"):
-            put(f"eval/{name}/{fig}", c.get(fig))
+            put(f"{prefix}/{name}/{fig}", c.get(fig))
         if (c.get("lc_win_rate") or {}).get("withheld"):  # trackers hold numbers: the reason is in eval.json and the table
-            out[f"eval/{name}/lc_win_rate/withheld"] = 1.0
+            out[f"{prefix}/{name}/lc_win_rate/withheld"] = 1.0
         for domain, d in c.get("by_domain", {}).items():
-            put(f"eval/{name}/win_rate/{domain}", d["win_rate"])
+            put(f"{prefix}/{name}/win_rate/{domain}", d["win_rate"])
     for key, ci in [*instructions.flat(report).items(), *judge_sanity.flat(report.get("reward_model_sanity")).items()]:
-        put(f"eval/{key}", ci)
+        put(f"{prefix}/{key}", ci)
+    for name, body in report.get("decodings", {}).items():
+        out.update(flat_figures(body, f"{prefix}/{name}"))
     return out

@@ -24,12 +24,16 @@ def run(cfg: EvalConfig, run_dir: Path) -> Path | None:
             (run_dir / stale).unlink(missing_ok=True)
         open_run_dir(run_dir, cfg)
     distributed.barrier()
-    report, replies = evaluate(cfg, prepared)
+    report, readings = evaluate(cfg, prepared)
     if report is None:  # not rank 0: rank 0 summarises and writes
         return None
     report = {"status": "complete", "run_name": cfg.run_name, "eval_id": uuid.uuid4().hex[:12], **report,
               "seeds": {"seed": cfg.seed, "processes": distributed.world_size()}, "config": to_dict(cfg)}
+    replies = readings[""]
     write_samples(run_dir, replies, prepared.prompts)
+    for name, extra in readings.items():
+        if name:  # samples-<name>.jsonl: each further reading's replies
+            write_samples(run_dir, extra, prepared.prompts, f"samples-{name}.jsonl")
     figure = plot(run_dir, report)
     write_html(run_dir, report, replies, prepared.prompts, cfg.html_prompts)
     tracking = Tracking(cfg, run_dir, to_dict(cfg), read_provenance(run_dir))

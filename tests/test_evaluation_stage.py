@@ -16,7 +16,7 @@ from common.data.prompts import Prompt
 from common.models import ModelNotFoundError
 from evaluation.__main__ import main
 from evaluation.policies import Reply
-from evaluation.report import table, write_html
+from evaluation.report import flat_figures, table, write_html
 
 from helpers.stages import REPO
 
@@ -100,6 +100,38 @@ def test_sampling_is_seeded_and_greedy_gives_one_reply(tiny_model_dir, other_tin
     assert report["comparisons"]["other"]["pairs"] == 8
     with pytest.raises(ConfigError, match="greedy gives one reply per prompt"):
         main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--decoding", "greedy"))
+
+
+def test_further_readings_are_judged_and_reported_beside_the_main_decoding(tiny_model_dir, other_tiny_model_dir,
+                                                                           tiny_reward_model, tmp_path, capsys):
+    """also_decode: every policy read again greedily and at T 0.7, one reply per prompt; the reward model
+    and the text judges run on those replies, the KL does not; eval.json, the table, the trackers'
+    figures and samples-<name>.jsonl carry each reading, and a greedy reading equals a greedy run's."""
+    readings = "[{name: greedy, decoding: greedy}, {name: t0.7, decoding: sample, temperature: 0.7}]"
+    main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--run_name", "r", "--also_decode", readings,
+                   "--reward_model", str(tiny_reward_model), "--judges.reward_model", "true"))
+    run = tmp_path / "r"
+    report = json.loads((run / "eval.json").read_text())
+    assert list(report["decodings"]) == ["greedy", "t0.7"]
+    for name, body in report["decodings"].items():
+        assert body["comparisons"]["other"]["pairs"] == 8  # one reply per prompt
+        assert "kl" not in body["policies"]["other"] or body["policies"]["other"]["kl"] is None
+        assert {"reward_model", "mixed_reward", "hollow"} <= set(body["policies"]["other"])
+        rows = [json.loads(x) for x in (run / f"samples-{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == 16 and {"rm", "mixed"} <= set(rows[0])
+    assert report["comparisons"]["other"]["pairs"] == 16  # the main reading: 2 samples a prompt
+    out = capsys.readouterr().out
+    assert "read at greedy (greedy, one reply per prompt)" in out and "read at t0.7 (sampled at T 0.7" in out
+    figures = flat_figures(report)
+    assert "eval/greedy/other/win_rate" in figures and "eval/t0.7/other/win_rate" in figures
+    assert "eval/other/win_rate" in figures
+    # the greedy reading is the greedy run's replies
+    main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--run_name", "g", "--decoding", "greedy",
+                   "--samples_per_prompt", "1"))
+    greedy = [json.loads(x)["reply"] for x in (tmp_path / "g/samples.jsonl").read_text().splitlines()]
+    assert greedy == [json.loads(x)["reply"] for x in (run / "samples-greedy.jsonl").read_text().splitlines()]
+    with pytest.raises(ConfigError, match="a reading may not share a policy's name"):
+        main(eval_args(tmp_path, tiny_model_dir, other_tiny_model_dir, "--also_decode", "[{name: other}]"))
 
 
 @pytest.mark.parametrize("change, error, match", [
