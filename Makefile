@@ -24,6 +24,7 @@ DS_ARG := $(if $(DS),--deepspeed configs/deepspeed/$(DS).json)
 DISTRIBUTED := $(filter-out 1,$(NPROC) $(NNODES))$(HOSTFILE)
 # $(call model_of,<stage>): the default run's model folder (common/pipeline.py names it), read when a recipe runs
 model_of = $(shell $(PYTHON) -m common.pipeline model $(1))
+run_of = $(shell $(PYTHON) -m common.pipeline run $(1))
 # $(call launch,<module>,<default recipe>)
 launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
@@ -96,6 +97,7 @@ endif
 	$(call launch,ppo,configs/ppo/default.yaml)
 ifeq ($(CONFIG),)
 	@$(MAKE) --no-print-directory eval CONFIG= ARGS= DS=
+	@$(PYTHON) -m common.pipeline timing $(call run_of,sft) $(call run_of,reward_model) $(call run_of,ppo) runs/evaluation/ppo-vs-sft
 endif
 
 # Held-out evaluation: policies against a baseline (default: the PPO policy against SFT).
@@ -111,6 +113,7 @@ grpo: $(VENV)/.installed
 ifeq ($(CONFIG),)
 	@test -d $(call model_of,reward_model) || $(MAKE) --no-print-directory rm CONFIG= ARGS=
 	@$(MAKE) --no-print-directory eval CONFIG=configs/evaluation/grpo.yaml ARGS= DS=
+	@$(PYTHON) -m common.pipeline timing runs/ppo/grpo runs/evaluation/grpo
 endif
 
 # Ship a finished run (docs/export.md): its adapter chain merged into one Hugging Face folder, checked

@@ -29,6 +29,7 @@ from common.planning.measure import release_memory
 from common.rewards.ensemble import load_reward_models
 from common.rewards.mixer import RewardMixer, Sample, load_domains
 from common.runs import open_run_dir
+from common.timing import CLOCK
 from common.tracking import Tracking, flatten
 from common.tracking.provenance import read_provenance
 from common.training.checkpoints import resume
@@ -121,12 +122,15 @@ def run(cfg: BCQStageConfig, run_dir: Path) -> Path:
     rank, world = distributed.rank(), distributed.world_size()
     if trainer.cache is not None:  # every record this rank will visit, from step 0 (a resumed run caches the same)
         visits = [r for step in range(cfg.steps) for r in batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world]]
-        trainer.build_cache(visits, progress=main_rank)
+        with CLOCK.phase("cache"):
+            trainer.build_cache(visits, progress=main_rank)
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="BCQ", disable=not main_rank):
-        stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
+        with CLOCK.phase("train"):
+            stats = trainer.step(batch_for_step(train, step, cfg.batch_size, cfg.seed)[rank::world])
         tracking.log(stats, step + 1)  # metrics.jsonl and every tracker (rank 0)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps:
-            save_checkpoint(run_dir, step + 1, trainer, cfg.save_total_limit)
+            with CLOCK.phase("save"):
+                save_checkpoint(run_dir, step + 1, trainer, cfg.save_total_limit)
 
     final = run_dir / FINAL
     lora = to_dict(cfg.lora)
@@ -140,7 +144,7 @@ def run(cfg: BCQStageConfig, run_dir: Path) -> Path:
     release_memory()
     if main_rank:
         model, tokenizer, _ = load_bcq(final)  # evaluate what was saved, whole, in this process
-        with autocast(cfg.precision, distributed.device()):
+        with autocast(cfg.precision, distributed.device()), CLOCK.phase("evaluate"):
             report = evaluate(model, tokenizer, held_out, cfg, scorer, domains, cfg.eval_taus)
         (run_dir / EVAL_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False))
         figures = {f"eval/{k}": v for k, v in flatten(report).items() if isinstance(v, (int, float))}

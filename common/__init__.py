@@ -1,6 +1,7 @@
 """Code two or more stages share, grouped by concern: config.py (recipes), stage.py (how a stage
-starts), runs.py (run folders), pipeline.py (hand-off names), distributed.py, stats.py, and data/,
-models/, rewards/, tracking/, training/, planning/ (docs/design.md)."""
+starts), runs.py (run folders), pipeline.py (hand-off names), timing.py (where the time went),
+distributed.py, stats.py, and data/, models/, rewards/, tracking/, training/, planning/
+(docs/design.md)."""
 
 import logging
 

@@ -7,6 +7,7 @@ when their default models are missing) and the closed loop (`loop/`) read these 
 
     python -m common.pipeline model sft       → runs/sft/default/model
     python -m common.pipeline model reward_model
+    python -m common.pipeline timing runs/sft/default runs/ppo/default …   → where the chain's time went
 """
 
 from __future__ import annotations
@@ -46,8 +47,14 @@ def win_rate(report: dict, policy: str) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["timing"] and len(argv) > 1:  # each run folder's timing.json, as one table
+        from common.timing import timing_table
+
+        print(timing_table([(Path(folder).parent.name, folder) for folder in argv[1:]]))
+        return 0
     if len(argv) != 2 or argv[0] not in ("model", "run") or argv[1] not in STAGES:
-        print(f"usage: python -m common.pipeline model|run STAGE  (STAGE: {', '.join(STAGES)})", file=sys.stderr)
+        print(f"usage: python -m common.pipeline model|run STAGE  (STAGE: {', '.join(STAGES)})\n"
+              "       python -m common.pipeline timing RUN_FOLDER...", file=sys.stderr)
         return 2
     print(model_folder(argv[1]) if argv[0] == "model" else run_folder(argv[1]))
     return 0

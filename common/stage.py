@@ -30,19 +30,25 @@ from common.config import ConfigError, parse_args
 from common.data import DataError
 from common.models import ModelNotFoundError
 from common.runs import FINAL, RunExistsError, check_run_dir, run_dir_for
+from common.timing import CLOCK
 
 EXPECTED = (ConfigError, DataError, ModelNotFoundError, RunExistsError, FileNotFoundError)
 T = TypeVar("T")
 
 
 def run_stage(main: Callable[[], None]) -> int:
+    """A stage's process: run `main`; an expected error is one line on stderr and exit status 2; a
+    run that returns leaves `<run>/timing.json` (where its time went: `common/tracking/timing.py`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    CLOCK.reset()
     try:
         main()
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if distributed.is_main_process():
+        CLOCK.write()
     return 0
 
 
@@ -102,5 +108,6 @@ def start(config_class: type[T], argv: list[str] | None, *, stage: str, plan=Non
 
         preflight(cfg, plan, stage)  # one log line; refuses a run that cannot fit
     run_dir = claim_run_dir(cfg, finished, what)
+    CLOCK.stage, CLOCK.run_dir = stage, run_dir
     seed_everything(cfg.seed)
     return cfg, run_dir

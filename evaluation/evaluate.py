@@ -25,6 +25,7 @@ from common.planning.measure import release_memory
 from common.rewards.ensemble import load_reward_models, member_folders
 from common.rewards.mixer import load_domains
 from common.rewards.scorer import REWARD_CONFIG
+from common.timing import CLOCK
 from evaluation import instructions
 from evaluation import sanity as judge_sanity
 from evaluation.config import EvalConfig
@@ -178,6 +179,8 @@ def evaluate(cfg: EvalConfig, prepared: Prepared) -> tuple[dict | None, dict[str
     if sanity is not None:
         report["reward_model_sanity"] = sanity
         report["warnings"] += [w for w in [judge_sanity.warning(sanity)] if w]
+    for key, seconds in timing.items():  # the stage's timing.json: sampling (every reading), KL, reward model
+        CLOCK.add("sample" if "sample/" in key else key.split("/")[-1], seconds)
     timing["total"] = time.perf_counter() - start
     report["kl_reference"] = None if prepared.reference is None else prepared.reference.spec.model
     report["timing_seconds"] = timing

@@ -23,6 +23,7 @@ from common.rewards.ensemble import load_reward_models, member_folders, scorer_m
 from common.rewards.mixer import RewardMixer, load_domains
 from common.runs import FINAL, open_run_dir, publish
 from common.stage import rank_seed, seed_everything
+from common.timing import CLOCK
 from common.tracking import Tracking
 from common.tracking.provenance import read_provenance
 from common.training import record_adapter_base
@@ -136,6 +137,8 @@ def run(cfg: PPOStageConfig, run_dir: Path) -> Path:
         pool = cfg.prompts_per_step * (cfg.dynamic_sampling or 1)  # dynamic sampling keeps the informative part
         batch = batch_for_step(prompts, step, pool, cfg.seed)[rank::world]
         stats = trainer.step(batch)
+        for phase, key in (("rollout", "time/generate"), ("score", "time/score"), ("update", "time/train")):
+            CLOCK.add(phase, stats[key])
         stats.update(reward.last_log)
         stats["episode"] = (step + 1) * cfg.prompts_per_step * cfg.samples_per_prompt  # responses so far (TRL's name)
         samples = [s for part in distributed.all_gather_objects(trainer.last_samples) for s in part]
@@ -146,7 +149,8 @@ def run(cfg: PPOStageConfig, run_dir: Path) -> Path:
         stop = watch_gold(cfg, run_dir, trainer, curve, stats, step + 1) if cfg.gold_reward_model else False
         tracking.log(stats, step + 1)  # metrics.jsonl and every tracker (rank 0)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.steps or stop:
-            save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit, curve)
+            with CLOCK.phase("save"):
+                save_checkpoint(run_dir, step + 1, trainer, mixer.state_dict(), cfg.save_total_limit, curve)
         if stop:
             stopped_at = step + 1
             break
@@ -156,7 +160,8 @@ def run(cfg: PPOStageConfig, run_dir: Path) -> Path:
             publish(run_dir / GOLD_BEST, final)
         distributed.barrier()
     else:
-        final = save_policy(cfg, run_dir, trainer)
+        with CLOCK.phase("save"):
+            final = save_policy(cfg, run_dir, trainer)
     tracking.finish()
     if main_rank:
         figure = plot_reward_curve(run_dir)

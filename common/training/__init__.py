@@ -21,6 +21,7 @@ from common.models import ADAPTER_CONFIG, DEFAULT_MODEL, load_model_and_tokenize
 from common.models.lora import LoraSettings, peft_config
 from common.models.precision import resolve_precision
 from common.runs import CHECKPOINTS, FINAL, RunOptions, open_run_dir, publish, resolve_resume
+from common.timing import CLOCK
 from common.tracking import MetricsFileCallback, tracker_run_name, trainer_trackers, truncate_metrics
 
 log = logging.getLogger(__name__)
@@ -166,18 +167,20 @@ def train_with_resume(cfg: TrainingOptions, run_dir: Path, trainer) -> dict:
         log.info("resuming from %s", checkpoint)
         if distributed.is_main_process():
             truncate_metrics(run_dir, int(Path(checkpoint).name.split("-")[-1]))
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    with CLOCK.phase("train"):  # checkpoints and periodic evaluations included, as the Trainer runs them
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {"train_loss": result.training_loss, "global_step": result.global_step, **result.metrics}
     if trainer.eval_dataset is not None:
-        summary.update(trainer.evaluate())
+        with CLOCK.phase("evaluate"):
+            summary.update(trainer.evaluate())
     summary["resumed_from"] = checkpoint
     return summary
 
 
 def base_spec(model_spec: str) -> str:
-    """How a saved adapter names its base: built-in names stay names, folders become absolute."""
+    """How a saved adapter names its base: built-in names stay names, folders (and GGUF files) become absolute."""
     resolved = resolve_model(model_spec)
-    return str(Path(resolved).resolve()) if Path(resolved).is_dir() and Path(model_spec).exists() else model_spec
+    return str(Path(resolved).resolve()) if Path(resolved).exists() and Path(model_spec).exists() else model_spec
 
 
 def record_adapter_base(folder: Path, model_spec: str) -> None:
@@ -194,15 +197,16 @@ def save_final(cfg: TrainingOptions, run_dir: Path, trainer, summary: dict, extr
     tokenizer and `extra_files` (name → JSON-able) and publishes it as model/."""
     tmp = run_dir / (FINAL + ".tmp")
     final = run_dir / FINAL
-    trainer.save_model(str(tmp))
-    if distributed.is_main_process():
-        trainer.processing_class.save_pretrained(tmp)
-        record_adapter_base(tmp, cfg.model)
-        for name, content in (extra_files or {}).items():
-            (tmp / name).write_text(json.dumps(content, indent=2))
-        publish(tmp, final)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    distributed.barrier()
+    with CLOCK.phase("save"):
+        trainer.save_model(str(tmp))
+        if distributed.is_main_process():
+            trainer.processing_class.save_pretrained(tmp)
+            record_adapter_base(tmp, cfg.model)
+            for name, content in (extra_files or {}).items():
+                (tmp / name).write_text(json.dumps(content, indent=2))
+            publish(tmp, final)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        distributed.barrier()
     return final
 
 
