@@ -73,7 +73,8 @@ def check_rows(train, heldout):
     held = set(gen.HELDOUT_TYPES)
     assert not any(c["type"] in held for row in train for c in row["constraints"])
     assert all(row["heldout_types"] == any(c["type"] in held for c in row["constraints"]) for row in heldout)
-    assert 0.3 <= sum(r["heldout_types"] for r in heldout) / len(heldout) <= 0.7  # both kinds of held-out row
+    # both kinds of held-out row, the held-out types at their natural rate (about a quarter of the rows)
+    assert 0.15 <= sum(r["heldout_types"] for r in heldout) / len(heldout) <= 0.7
     assert not {r["base"] for r in train} & {r["base"] for r in heldout}
 
 
