@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from bcq_offline.saving import BCQ_CONFIG
 from common.config import ConfigError
 from common.models import ADAPTER_CONFIG, ModelNotFoundError, adapter_base, resolve_model
 from common.pipeline import FINAL
+from common.rewards.scorer import REWARD_CONFIG
 from common.tracking.provenance import PROVENANCE_FILE, describe
 
 MAX_DEPTH = 8  # a longer chain is a loop of adapters naming each other
@@ -72,13 +74,32 @@ class Chain:
         return self.links[-1]
 
 
+POLICIES_ONLY = "the export stage ships chat policies (SFT, PPO, GRPO, DPO outputs)"
+
+
+def refuse_non_policy(folder: Path) -> None:
+    """A model folder that is not a chat policy — a BCQ model, a reward model — refused by what it is,
+    in one line, before anything is loaded or written."""
+    if (folder / BCQ_CONFIG).is_file():
+        raise ExportError(f"{folder} is a BCQ model ({BCQ_CONFIG}: a Q-network on its base model, decoded by "
+                          f"batch-constrained search), not a causal language model; {POLICIES_ONLY} — decode it with "
+                          "`python -m bcq_offline.generate`")
+    if (folder / REWARD_CONFIG).is_file():
+        raise ExportError(f"{folder} is a reward model ({REWARD_CONFIG}: a sequence classifier that scores replies), "
+                          f"not a causal language model; {POLICIES_ONLY}")
+
+
 def model_folder_of(run: str) -> str:
     """The model spec a `run` value names: a run folder → its model/; anything else as given.
 
-    A run folder without model/ is an unfinished run: refused, naming what to do."""
+    A run folder without model/ is an unfinished run: refused, naming what to do; so is a BCQ or
+    reward model."""
     path = Path(run)
+    if path.is_dir():
+        refuse_non_policy(path)
     if path.is_dir() and not (path / "config.json").is_file() and not (path / ADAPTER_CONFIG).is_file():
         if (path / FINAL).is_dir():
+            refuse_non_policy(path / FINAL)
             return str(path / FINAL)
         if (path / "config.yaml").is_file():
             raise ExportError(f"{run} is not a finished run: it has no {FINAL}/ folder yet (resume or finish the run "
@@ -108,6 +129,8 @@ def resolve_chain(run: str) -> Chain:
     links: list[Link] = []
     named_by: str | None = None  # the adapter_config.json that named `spec`
     while True:
+        if Path(spec).expanduser().is_dir():  # an adapter on a reward model is no policy either
+            refuse_non_policy(Path(spec).expanduser())
         try:
             folder = resolve_model(spec)
         except ModelNotFoundError as err:
@@ -129,8 +152,8 @@ def resolve_chain(run: str) -> Chain:
 
 
 def _check_causal_lm(links: list[Link]) -> None:
-    """Only causal language models merge into a chat model: refuse a reward model or a BCQ model
-    with its reason, before anything is loaded."""
+    """Only causal language models merge into a chat model: refuse any other architecture or adapter
+    (a classifier without its reward_config.json, say) with its reason, before anything is loaded."""
     base = Path(links[0].folder)
     if (base / "config.json").is_file():
         arch = (json.loads((base / "config.json").read_text()).get("architectures") or ["?"])[0]

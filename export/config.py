@@ -9,8 +9,16 @@ from typing import Literal
 from common.config import param
 from common.pipeline import RUNS, run_folder
 from common.runs import RunOptions
+from export.kinds import KINDS
 
 DTYPES = ("fp32", "bf16", "fp16")
+
+
+def kinds_help() -> str:
+    """The `kinds` help line, from the registry: every registered kind, and what the starred ones need."""
+    names = ", ".join(name + ("*" if kind.needs else "") for name, kind in KINDS.items())
+    needs = dict.fromkeys(kind.needs for kind in KINDS.values() if kind.needs)
+    return f"further export kinds (export/kinds.py): {names}" + "".join(f"; * needs {module}: {how}" for module, how in needs)
 
 
 @dataclass
@@ -45,8 +53,7 @@ class ExportConfig(RunOptions):
                                     "the unmerged chain; None = by dtype (fp32 1e-4, bf16 and fp16: export/verify.py)")
 
     # --- other formats
-    kinds: list[str] = param([], help="further export kinds (export/kinds.py): gguf-f16, gguf-bf16, gguf-q8_0, "
-                             "gguf-q4_0, gguf-q4_K_M (needs llama-cpp-python)")
+    kinds: list[str] = param([], help=kinds_help())
 
     # --- the model card
     eval_run: str | None = param(None, help="the evaluation to cite: a runs/evaluation/<name> folder or its eval.json; "

@@ -74,7 +74,8 @@ def find_evaluation(model_folder: Path, eval_run: str | None, root: str) -> tupl
 
 def licence_of(data_file: Path) -> str:
     """A data file's licence as its folder states it: the first line of a LICENSE file, else the
-    "(… License …)" a README names, else "written for this project" when its README says so."""
+    "(… License …)" a README names (not a path to a LICENSE file), else "written for this project"
+    when its README says so."""
     folder = data_file.parent
     licence = folder / "LICENSE"
     if licence.is_file():
@@ -85,7 +86,7 @@ def licence_of(data_file: Path) -> str:
     if readme.is_file():
         text = " ".join(readme.read_text(errors="replace").split())
         nested = r"(?:[^()]|\([^()]*\))*"  # "(MIT License, Copyright (c) 2022 Anthropic)"
-        named = re.search(rf"\(({nested}\blicen[cs]e\b{nested})\)", text, flags=re.IGNORECASE)
+        named = re.search(rf"\(({nested}(?<![/`])\blicen[cs]e\b{nested})\)", text, flags=re.IGNORECASE)
         if named:
             return named.group(1)
         if "written for this project" in text:

@@ -3,7 +3,8 @@ folders as the stages leave them): the merged folder loads in plain transformers
 code and matches the unmerged chain's log-probs; the card's figures are the evaluation's; the GGUF
 files load in transformers' GGUF reader with the export's greedy reply (f16 from an fp16 export is
 lossless); the push goes through huggingface_hub to a local stand-in of the Hub, and is refused for a
-failed verification or without credentials."""
+failed verification (faked, and real: a tolerance of 0) or without credentials; a BCQ or reward model is
+refused by what it is."""
 
 from __future__ import annotations
 
@@ -32,10 +33,17 @@ TINY = str(REPO / "configs/export/tiny.yaml")
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_model_dir, tmp_path_factory) -> dict:
-    """The chain's run folders, an evaluation of the PPO model (and two it must not cite), one export."""
+def chain_runs(tiny_model_dir, tmp_path_factory) -> dict:
+    """The chain's run folders: an SFT adapter on the tiny model, a PPO adapter on that."""
     root = tmp_path_factory.mktemp("runs")
     sft, ppo = sft_and_ppo_runs(tiny_model_dir, root)
+    return {"root": root, "sft": sft, "ppo": ppo}
+
+
+@pytest.fixture(scope="module")
+def runs(chain_runs, tiny_model_dir) -> dict:
+    """The chain's run folders, an evaluation of the PPO model (and two it must not cite), one export."""
+    root, sft, ppo = chain_runs["root"], chain_runs["sft"], chain_runs["ppo"]
     evals = root / "evaluation"
     report = evaluation_report(ppo / "model", sft / "model")
     for name, rep in (("other", {**report, "config": {**report["config"], "policies": [
@@ -138,6 +146,7 @@ def test_card_shows_the_evaluation_figures_chain_and_data(runs):
         assert json.loads((run / "provenance.json").read_text())["inputs"]["data[0].path" if "sft" in run.parts
                                                                           else "prompts[0].path"]["sha256"] in text
     assert re.search(r"\| \S*data/samples/sft_chat.jsonl \| sft \(data\[0\]\.path\) \| written for this project \|", text)
+    assert re.search(r"\| \S*data/prompts/general.jsonl \| ppo \(prompts\[0\]\.path\) \| written for this project \|", text)
     assert "**passed**" in text and "gguf/tiny-q8_0.gguf" in text
     assert runs["record"]["evaluation"]["path"].endswith("ppo-vs-sft/eval.json")
 
@@ -201,6 +210,59 @@ def test_push_is_refused_for_a_failed_verification_and_without_credentials(runs,
         assert run_stage(lambda: main(push_args(runs, hub))) == 2
         err = capsys.readouterr().err.strip()
         assert "HF_TOKEN" in err and "\n" not in err and not hub.commits
+
+
+def test_a_verification_that_fails_publishes_the_export_marked_failed_and_pushes_nothing(chain_runs, tmp_path,
+                                                                                        monkeypatch, capsys):
+    out = tmp_path / "export"
+    monkeypatch.setenv("HF_TOKEN", "hf_stand_in")
+    with HubStandIn(token="hf_stand_in") as hub:
+        argv = ["--config", TINY, "--run", str(chain_runs["ppo"]), "--output_root", str(out), "--kinds", "[]",
+                "--verify_count", "1", "--tolerance", "0", "--push_to_hub", "me/tiny-ppo", "--hub_endpoint", hub.url]
+        assert run_stage(lambda: main(argv)) == 2  # fp16 weights cannot match the fp32 chain exactly
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()[-1]  # after the loading bars: the error, whole on one line
+        assert err.startswith("error: verification failed (merged vs chain)") and err.endswith("will not be pushed"), err
+        assert "FAILED" in captured.out
+        record = json.loads((out / "tiny/export.json").read_text())
+        v = record["verification"]
+        assert not v["passed"] and v["tolerance"] == 0 < v["max_abs"] and not (out / "tiny.tmp").exists()
+        assert run_stage(lambda: main(argv)) == 2  # named again: the finished export is pushed as it is, or not
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: refusing to push") and "verification failed" in err and "\n" not in err, err
+    assert not hub.repos and not hub.commits
+
+
+def fake_model_folders(root) -> dict:
+    """Run folders with only the files that say what their model is: a BCQ model as bcq_offline saves it,
+    a reward model (reward_config.json beside a sequence classifier), a LoRA adapter on that reward model."""
+    from bcq_offline.saving import BCQ_CONFIG, WEIGHTS
+    from common.rewards.scorer import REWARD_CONFIG
+
+    bcq, rm, ppo = root / "bcq/default", root / "reward_model/default", root / "ppo/on-rm"
+    for run in (bcq, rm, ppo):
+        (run / "model").mkdir(parents=True)
+        (run / "config.yaml").write_text("run_name: default\n")
+    (bcq / "model" / BCQ_CONFIG).write_text(json.dumps({"base": "default"}))
+    (bcq / "model" / WEIGHTS).write_bytes(b"")
+    (rm / "model/config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"]}))
+    (rm / "model" / REWARD_CONFIG).write_text(json.dumps({"max_length": 512, "reward_mean": 0.0, "reward_std": 1.0}))
+    (ppo / "model/adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(rm / "model"),
+                                                               "peft_type": "LORA", "task_type": "CAUSAL_LM"}))
+    return {"bcq": bcq, "rm": rm, "ppo_on_rm": ppo}
+
+
+def test_a_bcq_or_reward_model_is_refused_by_what_it_is_in_one_line_before_anything_is_written(tmp_path, capsys):
+    made = fake_model_folders(tmp_path / "runs")
+    bcq_model, rm_model = made["bcq"] / "model", made["rm"] / "model"
+    out = tmp_path / "export"
+    for run, says in ((made["bcq"], f"{bcq_model} is a BCQ model"), (bcq_model, f"{bcq_model} is a BCQ model"),
+                      (made["rm"], f"{rm_model} is a reward model"), (rm_model, f"{rm_model} is a reward model"),
+                      (made["ppo_on_rm"], f"{rm_model} is a reward model")):
+        assert run_stage(lambda run=run: main(["--config", TINY, "--run", str(run), "--output_root", str(out)])) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {says}") and "not a causal language model" in err and "\n" not in err, err
+        assert not out.exists()
 
 
 def test_a_chain_whose_base_is_missing_or_a_run_without_a_model_is_one_line_and_writes_nothing(runs, tmp_path, capsys):

@@ -5,20 +5,24 @@ and, where llama-cpp-python is installed, the GGUF files in llama.cpp itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from export.chain import ExportError
-from export.config import default_name
+from export.config import ExportConfig, default_name
 from export.gguf_file import QWEN2_REGEX, permute_qk, plain_template, pre_tokenizer_name, write_gguf
-from export.kinds import check_kinds
+from export.kinds import KINDS, check_kinds
 from export.sources import find_evaluation, licence_of
 from export.verify import compare, kl_rows, token_logprobs
+
+from helpers.stages import REPO
 
 
 def test_permute_qk_interleaves_each_heads_two_halves():
@@ -54,7 +58,9 @@ def test_chat_template_without_generation_markers_renders_the_same(tiny_model_di
 def test_data_licences_come_from_the_files_beside_the_data(tmp_path):
     for name, files in {"hh": {"README.md": "From the repo\n(MIT License,\nCopyright (c) 2022 Anthropic). Use it."},
                         "gsm": {"LICENSE": "\nMIT License\n\nCopyright (c) 2021 OpenAI", "README.md": "(Apache License)"},
-                        "ours": {"README.md": "Prompts written for this project."}, "bare": {}}.items():
+                        "ours": {"README.md": "Prompts written for this project."}, "bare": {},
+                        "cites": {"README.md": "Cut from GSM8K (`../gsm8k/LICENSE`); the rest written for this project."}
+                        }.items():
         (tmp_path / name).mkdir()
         for fname, text in files.items():
             (tmp_path / name / fname).write_text(text)
@@ -62,6 +68,14 @@ def test_data_licences_come_from_the_files_beside_the_data(tmp_path):
     assert licence_of(tmp_path / "gsm/x.jsonl.gz") == "MIT License"  # LICENSE first
     assert licence_of(tmp_path / "ours/x.jsonl") == "written for this project"
     assert licence_of(tmp_path / "bare/x.jsonl").startswith("not stated")
+    assert licence_of(tmp_path / "cites/x.jsonl") == "written for this project"  # a path to a LICENSE is no licence
+
+
+def test_every_shipped_data_folder_states_where_its_rows_come_from():
+    for folder in sorted(p for p in (REPO / "data").iterdir() if p.is_dir()):
+        licence = licence_of(next(folder.glob("*.jsonl")))
+        assert not licence.startswith("not stated") and "/" not in licence, (folder, licence)
+    assert "MIT License" in licence_of(REPO / "data/constraints/train.jsonl")  # HH-RLHF and GSM8K rows
 
 
 def test_the_evaluation_cited_is_the_newest_that_compared_this_model(tmp_path):
@@ -110,6 +124,12 @@ def test_kinds_registry_refuses_unknown_and_uninstallable_kinds(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
     with pytest.raises(ExportError, match="gguf-q4_K_M needs the Python module llama_cpp: pip install"):
         check_kinds(["gguf-q4_K_M"])
+
+
+def test_the_kinds_help_lists_exactly_the_registered_kinds():
+    help_line = next(f for f in dataclasses.fields(ExportConfig) if f.name == "kinds").metadata["help"]
+    listed = re.findall(r"gguf-\w+", help_line)
+    assert listed == list(KINDS) and "gguf-q4_K_M*" in help_line and "needs llama_cpp: pip install" in help_line
 
 
 def test_a_tiny_qwen3_round_trips_through_gguf(tmp_path):

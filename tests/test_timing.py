@@ -9,12 +9,12 @@ import sys
 import time
 
 import pytest
+from test_stage_contract import STAGES, model_arg
 
 from common.stage import run_stage
 from common.timing import CLOCK, TIMING_FILE, Clock, duration, timing_table
 
 from helpers.stages import REPO
-from test_stage_contract import STAGES, model_arg
 
 
 def test_phases_and_other_add_up_to_the_total(tmp_path):
