@@ -106,6 +106,12 @@ class PPOStageConfig(RunOptions):
     prefix_cache: bool = param(
         True, help="run the frozen layers below the lowest trained one once per rollout batch (exact; off under ZeRO-3)"
     )
+    on_policy_shortcut: bool = param(
+        True, help="when each batch makes exactly one optimizer step (ppo_epochs 1, one mini-batch), the KL is not in "
+        "the reward and there is no value head: log π_old is the update's own forward pass, detached (ratio 1, as TRL's "
+        "GRPO does), so the scoring pass skips the policy; with kl_coef 0 (fixed) the reference pass is skipped too and "
+        "objective/kl is not logged. false = always recompute both"
+    )
 
     # --- data
     prompts: list[PromptSource] = param([], help="prompt sources")

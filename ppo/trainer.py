@@ -222,16 +222,21 @@ class PPOTrainer:
     def score(self, exp: Experience, prompts: list[Prompt]) -> None:
         cfg = self.cfg
         self._prefixes(exp)
-        # log π_old, log π_ref and V in chunks of a mini-batch: the (b, T, V) logits of one chunk at a time
+        # log π_old, log π_ref and V in chunks of a mini-batch: the (b, T, V) logits of one chunk at a time;
+        # the on-policy shortcut leaves log π_old to the update and, with no KL to pay, log π_ref out
         logps, refs, vals = [], [], []
         for start in range(0, exp.responses.shape[0], self.mini_batch):
             rows = slice(start, start + self.mini_batch)
-            logits, values = self._actor(exp, rows, with_values=self.value_head)
-            logps.append(logprobs_of(logits, exp.responses[rows]))
-            del logits
-            refs.append(self._ref_logprobs(exp, rows))
+            values = None
+            if not self.old_from_update:
+                logits, values = self._actor(exp, rows, with_values=self.value_head)
+                logps.append(logprobs_of(logits, exp.responses[rows]))
+                del logits
+            if self.needs_reference:
+                refs.append(self._ref_logprobs(exp, rows))
             vals.append(self._critic(exp, rows) if self.critic is not None else values)
-        exp.logprobs, exp.ref_logprobs = torch.cat(logps), torch.cat(refs)
+        exp.logprobs = torch.cat(logps) if logps else None  # None: filled in by the update
+        exp.ref_logprobs = torch.cat(refs) if refs else None
         exp.values = None if vals[0] is None else torch.cat(vals)  # None without a critic
         texts = [
             self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)
@@ -253,16 +258,17 @@ class PPOTrainer:
         """Per-token advantages (B, T) by the configured estimator; the samples of one prompt lie
         next to each other in the batch, so sample i belongs to group i // samples_per_prompt."""
         cfg, mask = self.cfg, exp.response_mask
-        exp.kl = kl_penalty(exp.logprobs, exp.ref_logprobs, cfg.kl_estimator) * mask
+        exp.kl = self._kl(exp)  # None until the update when log π_old comes from it (the KL is then not in the reward)
+        kl = exp.kl if exp.kl is not None else torch.zeros_like(mask)
         beta = self.kl_ctl.value if cfg.kl_in_reward else 0.0
-        rewards = token_rewards(exp.scores, exp.kl, beta, mask)  # (B, T): −β·KL_t, + score at the end
+        rewards = token_rewards(exp.scores, kl, beta, mask)  # (B, T): −β·KL_t, + score at the end
         if cfg.advantage_estimator == "gae":
             advantages, exp.returns = gae(rewards, exp.values, mask, cfg.gamma, cfg.lam)
             exp.advantages = masked_whiten(advantages, mask) if cfg.whiten_advantages else advantages
         elif cfg.advantage_estimator == "reinforce_pp":
             exp.advantages = reinforce_pp_advantages(rewards, mask, cfg.gamma)
         elif cfg.advantage_estimator == "reinforce_baseline":
-            exp.advantages = reinforce_baseline_advantages(exp.scores, self.groups(exp), exp.kl, beta, mask, cfg.gamma)
+            exp.advantages = reinforce_baseline_advantages(exp.scores, self.groups(exp), kl, beta, mask, cfg.gamma)
         else:  # group baselines on the sequence reward (score − β·Σ KL when the KL is in the reward)
             sequence = rewards.sum(dim=1)  # (B,)
             groups = self.groups(exp)
@@ -271,6 +277,27 @@ class PPOTrainer:
             else:
                 per_sample = rloo_advantages(sequence, groups)
             exp.advantages = sequence_to_tokens(per_sample, mask)
+
+    def _kl(self, exp: Experience) -> torch.Tensor | None:
+        """(B, T) per-token KL estimate on response tokens; None while log π_old or log π_ref is missing."""
+        if exp.logprobs is None or exp.ref_logprobs is None:
+            return None
+        return kl_penalty(exp.logprobs, exp.ref_logprobs, self.cfg.kl_estimator) * exp.response_mask
+
+    @property
+    def old_from_update(self) -> bool:
+        """The on-policy shortcut: each batch makes one optimizer step from these weights, so log π_old
+        is the update's own forward pass, detached — exact, without a pass of its own."""
+        cfg = self.cfg
+        rows = cfg.prompts_per_step // distributed.world_size() * cfg.samples_per_prompt  # this rank's batch
+        return (cfg.on_policy_shortcut and cfg.ppo_epochs == 1 and rows <= self.mini_batch and not cfg.kl_in_reward
+                and not self.value_head)
+
+    @property
+    def needs_reference(self) -> bool:
+        """log π_ref is only the KL's: a fixed kl_coef of 0 needs none (with the shortcut on)."""
+        cfg = self.cfg
+        return not (cfg.on_policy_shortcut and cfg.kl_coef == 0 and not cfg.adaptive_kl)
 
     def groups(self, exp: Experience) -> torch.Tensor:
         """(B,) prompt ids: the samples of one prompt lie next to each other in the batch."""
@@ -303,11 +330,16 @@ class PPOTrainer:
         sums: dict[str, float] = {}
         ratios: list[float] = []
         count = 0
+        fill = exp.logprobs is None  # the on-policy shortcut: log π_old is this pass's, detached
+        if fill:
+            exp.logprobs = torch.zeros_like(exp.response_mask)
         for _ in range(cfg.ppo_epochs):
             for rows in torch.randperm(n).split(self.mini_batch):
                 mask = exp.response_mask[rows]
                 logits, values = self._actor(exp, rows, with_values=shared)
                 logprobs = logprobs_of(logits, exp.responses[rows])
+                if fill:
+                    exp.logprobs[rows] = logprobs.detach()
                 token_entropy = entropy_from_logits(logits)  # (b, T)
                 entropy = masked_mean(token_entropy, mask)
                 if cfg.policy_ratio == "sequence":  # GSPO: one clipped ratio per reply
@@ -317,7 +349,7 @@ class PPOTrainer:
                     p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange,
                                                   cfg.cliprange_high, cfg.loss_agg_mode, cfg.max_new_tokens)
                 loss = p_loss - cfg.entropy_coef * aggregate_loss(token_entropy, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
-                if not cfg.kl_in_reward:  # k2/k3 as a loss term, clamped so one token cannot dominate
+                if not cfg.kl_in_reward and exp.ref_logprobs is not None:  # k2/k3 as a loss term, clamped
                     kl = kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator, clamp=True)
                     loss = loss + self.kl_ctl.value * aggregate_loss(kl, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
                 # TRL's PPO names (docs/tracking.md): averages over every mini-batch of every epoch
@@ -373,13 +405,15 @@ class PPOTrainer:
         stats = self.update(exp)
         t3 = time.perf_counter()
         mask = exp.response_mask
-        kl_sum = (exp.kl * mask).sum(dim=1)  # (B,) KL per response
+        if exp.kl is None:  # the on-policy shortcut's: log π_old came from the update
+            exp.kl = self._kl(exp)
+        kl_sum = (exp.kl * mask).sum(dim=1) if exp.kl is not None else torch.zeros_like(exp.scores)  # (B,) KL per response
         if cfg.uses_critic:
             stats["val/explained_variance"] = explained_variance(exp.values, exp.returns, mask).item()
         non_score = -self.kl_ctl.value * kl_sum  # (B,) −β·KL per response
         stats = distributed.mean_across({
             **stats,
-            "objective/kl": kl_sum.mean().item(),
+            **({"objective/kl": kl_sum.mean().item()} if exp.kl is not None else {}),  # no reference pass: no KL
             "objective/entropy": -(exp.logprobs * mask).sum(dim=1).mean().item(),  # −Σ_t log π(y_t) per response
             **extra,
             "objective/scores": pool_scores.mean().item(),
@@ -398,6 +432,7 @@ class PPOTrainer:
         })
         for key in ("tokens_per_second", "eps", "val/num_eos_tokens"):  # every rank's, not one rank's
             stats[key] *= distributed.world_size()
-        self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
+        if "objective/kl" in stats:
+            self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
         stats["kl_coef"] = self.kl_ctl.value
         return stats

@@ -87,3 +87,33 @@ def test_overlong_penalty_lowers_the_score_of_replies_near_the_limit(tiny_model_
 def test_bad_options_are_config_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
         parse_args(PPOStageConfig, ["--samples_per_prompt", "2", *bad])
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo"])
+def test_the_on_policy_shortcut_is_exact(estimator, tiny_model_dir):
+    """One epoch, one mini-batch: log π_old taken from the update's own pass (detached) instead of a
+    pass of its own gives the same update, figures and weights — one forward pass less."""
+    runs = {}
+    for shortcut in ("true", "false"):
+        t = trainer(tiny_model_dir, length_score, "--advantage_estimator", estimator, "--kl_in_reward", "false",
+                    "--kl_estimator", "k3", "--on_policy_shortcut", shortcut)
+        assert t.old_from_update == (shortcut == "true") and t.needs_reference
+        torch.manual_seed(1)
+        stats = t.step(PROMPTS[:2])
+        runs[shortcut] = stats, {k: v.clone() for k, v in t.policy.state_dict().items()}
+    (fast, fast_w), (slow, slow_w) = runs["true"], runs["false"]
+    for key in ("loss/policy_avg", "objective/kl", "objective/entropy", "objective/scores", "val/ratio", "response_length"):
+        assert fast[key] == pytest.approx(slow[key], abs=1e-5), key
+    assert fast["val/ratio"] == 1.0
+    assert all(torch.allclose(fast_w[k], slow_w[k], atol=1e-6) for k in fast_w)
+
+
+def test_no_kl_to_pay_skips_the_reference_pass_and_its_figure(tiny_model_dir, monkeypatch):
+    t = trainer(tiny_model_dir, length_score, "--advantage_estimator", "grpo", "--kl_coef", "0", "--kl_in_reward", "false")
+    calls = []
+    monkeypatch.setattr(t, "_ref_logprobs", lambda *a, **k: calls.append(1))
+    stats = t.step(PROMPTS[:2])
+    assert not calls and "objective/kl" not in stats and torch.isfinite(torch.tensor(stats["loss/policy_avg"]))
+    # several optimizer steps per batch: log π_old needs its own pass again
+    assert not trainer(tiny_model_dir, length_score, "--advantage_estimator", "grpo", "--ppo_epochs", "2").old_from_update
+    assert not trainer(tiny_model_dir, length_score, "--advantage_estimator", "grpo", "--mini_batch_size", "2").old_from_update
