@@ -146,7 +146,7 @@ def test_card_shows_the_evaluation_figures_chain_and_data(runs):
         assert json.loads((run / "provenance.json").read_text())["inputs"]["data[0].path" if "sft" in run.parts
                                                                           else "prompts[0].path"]["sha256"] in text
     assert re.search(r"\| \S*data/samples/sft_chat.jsonl \| sft \(data\[0\]\.path\) \| written for this project \|", text)
-    assert re.search(r"\| \S*data/prompts/general.jsonl \| ppo \(prompts\[0\]\.path\) \| written for this project \|", text)
+    assert re.search(r"\| \S*data/prompts/general.jsonl \| ppo \(prompts\[0\]\.path\) \| Apache License 2.0 \|", text)
     assert "**passed**" in text and "gguf/tiny-q8_0.gguf" in text
     assert runs["record"]["evaluation"]["path"].endswith("ppo-vs-sft/eval.json")
 
