@@ -17,7 +17,8 @@ class PolicySpec:
 
     name: str = param(help="label in tables and files, e.g. sft, ppo")
     model: str = param(help="model spec: a run's model/ folder (SFT, PPO, DPO: full or LoRA; a BCQ model "
-                            "decodes with its constrained decoding), default, tiny-random, or a hub id")
+                            "decodes with its constrained decoding), an export's folder or .gguf file (dequantized "
+                            "to fp32), default, tiny-random, or a hub id")
     tau: float | None = param(None, help="BCQ models only: batch constraint τ for decoding (None = the trained τ)")
     decoding: Literal["sample", "greedy"] | None = param(
         None, help="None = the stage's decoding for a language model, greedy on Q for a BCQ model (Q is no distribution)"

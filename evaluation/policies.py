@@ -1,11 +1,12 @@
 """The policies being compared: checked before anything is sampled, then loaded one at a time.
 
-A policy is a language model (an SFT/PPO/DPO output — full weights or a LoRA adapter —, the
-default model, a hub id) that samples through `generate`, or a BCQ model (`bcq_config.json`)
-that decodes with its batch-constrained decoding. Each reply carries log π_T(y), the policy's own
-temperature-T distribution, untruncated, for the KL judge (`evaluation.judges.kl_term`): a
-language model's softmax(logits / T), a BCQ model's softmax(Q / T) over its allowed tokens —
-the same quantity whether the reply was sampled (with any top-p) or decoded greedily.
+A policy is a language model (an SFT/PPO/DPO output — full weights or a LoRA adapter —, an
+export's merged folder or GGUF file, the default model, a hub id) that samples through `generate`,
+or a BCQ model (`bcq_config.json`) that decodes with its batch-constrained decoding. Each reply
+carries log π_T(y), the policy's own temperature-T distribution, untruncated, for the KL judge
+(`evaluation.judges.kl_term`): a language model's softmax(logits / T), a BCQ model's softmax(Q / T)
+over its allowed tokens — the same quantity whether the reply was sampled (with any top-p) or
+decoded greedily.
 """
 
 from __future__ import annotations
@@ -82,7 +83,12 @@ def check_model(name: str, spec: str) -> tuple[str, object]:
 
 
 def same_vocabulary(a, b) -> bool:
-    return a.get_vocab() == b.get_vocab()
+    """Every token id means the same token in both, up to the unused `[PAD<id>]` rows a GGUF file
+    adds to reach the model's embedding count (llama.cpp's converter and the export stage do so)."""
+    def meaningful(tokenizer) -> dict[str, int]:
+        return {token: i for token, i in tokenizer.get_vocab().items() if token != f"[PAD{i}]"}
+
+    return meaningful(a) == meaningful(b)
 
 
 def check_policies(cfg: EvalConfig) -> tuple[dict[str, PolicyInfo], PolicyInfo | None]:

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.models import ADAPTER_CONFIG, ModelNotFoundError, resolve_model
+from common.models import ADAPTER_CONFIG, ModelNotFoundError, is_gguf_file, resolve_model
 
 
 class ServingError(ValueError):
@@ -25,6 +25,9 @@ def causal_lm_folder(spec: str) -> Path:
         folder = Path(resolve_model(spec))
     except ModelNotFoundError as e:
         raise ServingError(str(e)) from None
+    if is_gguf_file(folder):
+        raise ServingError(f"{spec} is a GGUF file, already an export (llama.cpp, Ollama); the serving tools "
+                           "quantize and export a model folder (the export stage's merged folder)")
     if not folder.is_dir():
         raise ServingError(f"{spec}: a hub id; the serving tools take a local model folder")
     if (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():

@@ -88,14 +88,32 @@ def _layer_and_name(qualified: str) -> tuple[int, str]:
 
 
 def arch_from_config_dir(folder: Path, source: str) -> Arch:
-    """Count a config's parameters on PyTorch's meta device: exact for any architecture, no weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The architecture of a folder's config.json."""
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(folder)
     except Exception as e:  # noqa: BLE001 — a config transformers cannot read: one clear line
         raise PlanError(f"{source}: {folder}/config.json cannot be read as a model config ({e})") from None
+    return arch_from_config(config, source)
+
+
+def arch_from_gguf(path: Path, source: str) -> Arch:
+    """The architecture of a GGUF file, from its metadata (transformers' GGUF reader; no tensors read)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as e:  # noqa: BLE001 — a file transformers cannot read: one clear line
+        raise PlanError(f"{source}: {path} cannot be read as a GGUF model ({str(e).splitlines()[0]})") from None
+    return arch_from_config(config, source)
+
+
+def arch_from_config(config, source: str) -> Arch:
+    """Count a config's parameters on PyTorch's meta device: exact for any architecture, no weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     for key in ("quantization_config",):
         if hasattr(config, key):
             delattr(config, key)
@@ -137,9 +155,9 @@ def _recipe_output(spec: str) -> str | None:
 
 def resolve_arch(spec: str, field_name: str, _seen: tuple[str, ...] = ()) -> Arch:
     """The architecture behind a model spec, with no weights loaded: a local folder's config.json,
-    a LoRA adapter's base, a run folder not made yet (through the recipe that makes it), a hub id
-    in the local Hugging Face cache or in `configs/models/<org>/<name>/`."""
-    from common.models import ADAPTER_CONFIG, ALIASES, DEFAULT_MODEL, TINY_MODEL
+    a LoRA adapter's base, a GGUF file's metadata, a run folder not made yet (through the recipe that
+    makes it), a hub id in the local Hugging Face cache or in `configs/models/<org>/<name>/`."""
+    from common.models import ADAPTER_CONFIG, ALIASES, DEFAULT_MODEL, TINY_MODEL, is_gguf_file
 
     if spec in _seen:
         raise PlanError(f"{field_name}: model spec '{spec}' refers to itself through recipes")
@@ -149,6 +167,8 @@ def resolve_arch(spec: str, field_name: str, _seen: tuple[str, ...] = ()) -> Arc
 
         return arch_from_config_dir(Path(resolve_model(name)), spec)
     path = Path(spec).expanduser()
+    if is_gguf_file(path):
+        return arch_from_gguf(path, spec)
     if path.is_dir():
         from common.rewards.ensemble import ENSEMBLE_FILE, member_folders
 
