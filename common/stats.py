@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -31,6 +31,29 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0, resamples: int = RESAMP
     res = bootstrap((x,), np.mean, n_resamples=resamples, method="percentile", random_state=seed)
     return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
             "high": float(res.confidence_interval.high), "n": int(x.size)}
+
+
+def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: Sequence[Hashable], seed: int = 0,
+                      resamples: int = RESAMPLES) -> dict[str, float]:
+    """A statistic of a whole set (not a mean of per-item values: distinct-n, a correlation) with a
+    95% percentile interval from resampling its clusters (prompts) with replacement.
+    `statistic(indices)` takes the items' indices (an item appears as often as its cluster is drawn);
+    resamples where it is NaN are left out. `n` is the number of clusters."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, c in enumerate(clusters):
+        members[c].append(i)
+    groups = [np.array(v) for v in members.values()]
+    point = statistic(np.arange(len(clusters)))
+    if len(groups) < 2 or math.isnan(point):
+        return {"mean": float(point), "low": float(point), "high": float(point), "n": len(groups)}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        value = statistic(np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))]))
+        if not math.isnan(value):
+            draws.append(value)
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (math.nan, math.nan)
+    return {"mean": float(point), "low": float(low), "high": float(high), "n": len(groups)}
 
 
 def outcome(score: float, baseline: float, tie_tol: float = 0.0) -> float:

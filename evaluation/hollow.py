@@ -18,7 +18,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from common.data.text import is_cjk, ngrams, words
-from common.stats import bootstrap_ci, cluster_means, spearman
+from common.stats import bootstrap_ci, cluster_bootstrap, cluster_means, spearman
 
 # A win is distrusted when a figure is worse than the baseline's by more than its margin:
 # sampled answers to different prompts almost never coincide, so a tenth of replies shared
@@ -149,15 +149,22 @@ def prompt_overlap(prompt: str, reply: str) -> float:
     return len(asked & content_units(reply)) / len(asked) if asked else math.nan
 
 
+def pooled_ci(statistic, prompts: Sequence[Hashable], seed: int, resamples: int) -> dict:
+    """A pooled figure with its interval over prompts; a quarter of the resamples (≥ 200) is plenty
+    for the percentile ends of a figure that only sits beside the win-rate."""
+    return cluster_bootstrap(statistic, prompts, seed, max(200, resamples // 4))
+
+
 def hollow_figures(prompt_texts: Sequence[str], texts: Sequence[str], prompts: Sequence[Hashable],
                    scores: Sequence[float] | None = None, lengths: Sequence[float] | None = None, seed: int = 0,
                    resamples: int = 2000) -> dict:
     """Every sign for one policy's replies: `texts[i]` answers prompt `prompts[i]`, whose text is
     `prompt_texts[i]`. Shares and means come with 95% intervals over prompts (each prompt the
     mean of its replies; the per-reply values are computed on the whole set, then resampled);
-    distinct-n is a property of the pooled set and has none. Empty replies are duplicates of
-    each other and share nothing with the prompt, but have no n-grams for distinct-n and
-    self-BLEU. `scores`/`lengths` (the reward model's, tokens) add ρ(score, length)."""
+    distinct-n and ρ, properties of the pooled set, are recomputed on each resample of prompts.
+    Empty replies are duplicates of each other and share nothing with the prompt, but have no
+    n-grams for distinct-n and self-BLEU. `scores`/`lengths` (the reward model's, tokens) add
+    ρ(score, length)."""
 
     def ci(values: Sequence[float]) -> dict:
         kept = [(v, p) for v, p in zip(values, prompts) if not math.isnan(v)]
@@ -171,8 +178,8 @@ def hollow_figures(prompt_texts: Sequence[str], texts: Sequence[str], prompts: S
         "replies": len(texts),
         "duplicate_share": ci([float(d) for d in duplicated(texts, prompts)]),
         "duplicate_share_normalised": ci([float(d) for d in duplicated(norm, prompts)]),
-        "distinct_1": distinct_n(toks, 1),
-        "distinct_2": distinct_n(toks, 2),
+        "distinct_1": pooled_ci(lambda rows: distinct_n([toks[i] for i in rows], 1), prompts, seed, resamples),
+        "distinct_2": pooled_ci(lambda rows: distinct_n([toks[i] for i in rows], 2), prompts, seed, resamples),
         "self_bleu": ci(self_bleu(toks, prompts)),
         "prompt_overlap": ci(overlap),
         "zero_overlap_share": ci([float(v == 0) if not math.isnan(v) else math.nan for v in overlap]),
@@ -181,7 +188,9 @@ def hollow_figures(prompt_texts: Sequence[str], texts: Sequence[str], prompts: S
         text, _ = repeats.most_common(1)[0]
         out["most_repeated"] = {"text": text[:80], "prompts": len({p for n, p in zip(norm, prompts) if n == text})}
     if scores is not None and lengths is not None:
-        out["rm_length_spearman"] = spearman(list(scores), list(lengths))
+        score_array, length_array = np.asarray(scores, dtype=float), np.asarray(lengths, dtype=float)
+        out["rm_length_spearman"] = pooled_ci(lambda rows: spearman(score_array[rows], length_array[rows]), prompts, seed,
+                                              resamples)
     return out
 
 

@@ -12,6 +12,7 @@ from common.stats import (
     _fit_weighted,
     bootstrap_ci,
     choose_l2,
+    cluster_bootstrap,
     cluster_means,
     extreme_change,
     fit_logistic,
@@ -41,6 +42,18 @@ def test_bootstrap_degenerate_cases():
     assert bootstrap_ci([0.4]) == {"mean": 0.4, "low": 0.4, "high": 0.4, "n": 1}
     assert bootstrap_ci([2.0, 2.0, 2.0])["low"] == 2.0
     assert math.isnan(bootstrap_ci([])["mean"]) and bootstrap_ci([math.nan, 1.0])["n"] == 1
+
+
+def test_a_pooled_statistic_resamples_whole_prompts():
+    """Two prompts, each with two replies: every resample is (A, A), (A, B), (B, A) or (B, B), so
+    the pooled share of ones is 1, ½ or 0 — and the interval runs from 0 to 1 around the point ½."""
+    values = np.array([1.0, 1.0, 0.0, 0.0])
+    ci = cluster_bootstrap(lambda rows: float(values[rows].mean()), ["a", "a", "b", "b"], seed=0, resamples=400)
+    assert ci == {"mean": 0.5, "low": 0.0, "high": 1.0, "n": 2}
+    same = cluster_bootstrap(lambda rows: float(values[rows].mean()), ["a", "a", "a", "a"])  # one prompt: no spread
+    assert same == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 1}
+    nan = cluster_bootstrap(lambda rows: float("nan"), ["a", "b"])
+    assert math.isnan(nan["mean"]) and nan["n"] == 2
 
 
 def test_win_rate_averages_within_prompts_then_resamples_prompts():

@@ -114,9 +114,11 @@ def test_figures_of_three_hand_made_policies(policy, dup_exact, dup_norm, d1, d2
     f = hollow_figures(PROMPTS, policy, IDS, scores=[1.0, 2.0, 3.0, 4.0], lengths=[4.0, 3.0, 2.0, 1.0], resamples=200)
     assert f["replies"] == 4
     assert f["duplicate_share"]["mean"] == dup_exact and f["duplicate_share_normalised"]["mean"] == dup_norm
-    assert f["distinct_1"] == pytest.approx(d1) and f["distinct_2"] == pytest.approx(d2)
+    assert f["distinct_1"]["mean"] == pytest.approx(d1) and f["distinct_2"]["mean"] == pytest.approx(d2)
+    for key in ("distinct_1", "distinct_2"):  # resampled over the prompts, around the pooled figure
+        assert f[key]["low"] <= f[key]["mean"] + 1e-9 and f[key]["mean"] <= f[key]["high"] + 1e-9 and f[key]["n"] == 4
     assert f["prompt_overlap"]["mean"] == pytest.approx(overlap) and f["zero_overlap_share"]["mean"] == zero
-    assert f["rm_length_spearman"] == pytest.approx(-1.0)
+    assert f["rm_length_spearman"]["mean"] == pytest.approx(-1.0)
     if sbleu is not None:
         assert f["self_bleu"]["mean"] == pytest.approx(sbleu)
     else:  # replies to different questions share little: well below a template's 1
@@ -166,7 +168,7 @@ def test_the_stage_reports_the_deflecting_policy(tmp_path):
     assert ppo["duplicate_share_normalised"]["mean"] == 1.0 and sft["duplicate_share_normalised"]["mean"] == 0.0
     assert ppo["duplicate_share"]["mean"] == 1.0  # each exact spelling answers six prompts
     assert ppo["zero_overlap_share"]["mean"] == 1.0 and sft["zero_overlap_share"]["mean"] == 0.0
-    assert math.isnan(ppo["rm_length_spearman"])  # every length equal: ρ undefined
+    assert math.isnan(ppo["rm_length_spearman"]["mean"])  # every length equal: ρ undefined
     assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("warning: ppo's win comes with 100%")
     lc = report["comparisons"]["ppo"]["lc_win_rate"]
     assert lc["mean"] is None and "shorter in 100%" in lc["withheld"]
