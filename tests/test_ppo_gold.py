@@ -126,3 +126,22 @@ def test_a_reward_model_under_the_sanity_floor_is_refused_before_anything_is_wri
     assert not out.exists()
     with pytest.raises(ConfigError, match="gold_stop needs gold_reward_model"):
         main(args(tiny_model_dir, out, "--gold_stop", "{patience: 2}"))
+
+
+def test_without_a_floor_a_failing_reward_model_is_a_warning_and_its_figures_go_to_the_run(tmp_path, caplog):
+    from ppo.sanity import check_reward_sanity
+
+    flawed = tmp_path / "flawed"
+    flawed.mkdir()
+    kind = {"low": 0.0, "high": 1.0, "n": 10, "margin": 0.0}
+    figures = {"source": "by hand", "prompts": 10, "kinds": {"empty": {**kind, "mean": 0.3}, "echo": {**kind, "mean": 0.9}}}
+    (flawed / "sanity.json").write_text(json.dumps(figures))
+    with caplog.at_level("WARNING", logger="ppo"):
+        used = check_reward_sanity(str(flawed), None, [], floor=None)
+    assert used == {str(flawed): figures}
+    assert "fails its sanity suite" in caplog.text and "empty 30%" in caplog.text and "echo" not in caplog.text
+    caplog.clear()
+    (flawed / "sanity.json").unlink()  # no figures and no references to run the suite on: said, not refused
+    with caplog.at_level("WARNING", logger="ppo"):
+        assert check_reward_sanity(str(flawed), None, [], floor=None) == {}
+    assert "has no sanity figures" in caplog.text
