@@ -20,7 +20,7 @@ TARGETS = torch.arange(100, 164)
 
 
 class TargetTokenRate:
-    def __init__(self, mixer, scorer):
+    def __init__(self, mixer, scorer, gold=None):
         self.last_log: dict[str, float] = {}
 
     def __call__(self, prompts, texts, exp) -> torch.Tensor:  # (B,)
