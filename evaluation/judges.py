@@ -164,6 +164,14 @@ def hollow(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig) -> dict
                           [float(r.length) for r in replies] if rm else None, cfg.seed, cfg.bootstrap_resamples)
 
 
+def passes_more(follows: dict | None, name: str) -> bool:
+    """A win by the rules: the policy's prompt-level strict pass rate beats the baseline's, the
+    interval of the difference above 0 (a policy can follow more rules by saying nothing)."""
+    diff = ((follows or {}).get("comparisons", {}).get(name, {}).get("all") or {}).get("prompt_strict") or {}
+    low = diff.get("low")
+    return low is not None and not math.isnan(low) and low > 0
+
+
 def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_kl: bool) -> dict:
     names = [p.name for p in cfg.policies]
     by_policy = {name: [r for r in replies if r.policy == name] for name in names}
@@ -175,7 +183,9 @@ def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_
         all_pairs += pairs
         comparisons[name] = comparison(pairs, prompts, cfg)
     signs = {name: hollow(by_policy[name], prompts, cfg) for name in names}
-    warnings = [warning(name, signs[name], cfg.baseline, signs[cfg.baseline], won(c)) for name, c in comparisons.items()]
+    follows = instructions.summarize(replies, prompts, names, cfg.baseline, cfg.seed, cfg.bootstrap_resamples)
+    warnings = [warning(name, signs[name], cfg.baseline, signs[cfg.baseline], won(c) or passes_more(follows, name))
+                for name, c in comparisons.items()]
     domains = sorted({p.domain for p in prompts})
     return {
         "baseline": cfg.baseline,
@@ -185,5 +195,5 @@ def summarize(replies: list[Reply], prompts: list[Prompt], cfg: EvalConfig, has_
         "comparisons": comparisons,
         "warnings": [w for w in warnings if w],
         "reward_model_length_bias": length_bias(replies, all_pairs, cfg.seed),
-        "instructions": instructions.summarize(replies, prompts, names, cfg.baseline, cfg.seed, cfg.bootstrap_resamples),
+        "instructions": follows,
     }

@@ -182,3 +182,25 @@ def test_the_stage_reports_the_deflecting_policy(tmp_path):
     assert flat["eval/sft/hollow/warning"] == 0.0 and flat["eval/ppo/lc_win_rate/withheld"] == 1.0
     assert "eval/ppo/lc_win_rate" not in flat and flat["eval/ppo/win_rate"] == 1.0
     assert plot(tmp_path, report).is_file()
+
+
+def test_a_win_by_the_rules_alone_is_distrusted_when_it_comes_with_hollow_replies():
+    """No reward-model judge: a policy that follows more rules (here: no commas) by replying "SmolLM"
+    to every prompt wins on pass rates — and gets the warning the reward-model win would get."""
+    from evaluation import instructions
+
+    questions = [f"Tell me about topic{i}, subject{i} and matter{i}." for i in range(12)]
+    prompts = [Prompt([{"role": "user", "content": q}], "general", None, f"p:{i}", constraints=[{"type": "no_commas"}])
+               for i, q in enumerate(questions)]
+    replies = []
+    for i in range(12):
+        replies.append(Reply("sft", i, 0, f"Topic{i}, subject{i} and matter{i} are, in short, things.", list(range(12)),
+                             True))
+        replies.append(Reply("grpo", i, 0, "SmolLM", list(range(2)), True))
+    instructions.judge(replies, prompts)
+    cfg = EvalConfig(policies=[PolicySpec("sft", "x"), PolicySpec("grpo", "y")], baseline="sft", reward_model=None,
+                     judges=Judges(reward_model=False, mixed_reward=False, kl=False), bootstrap_resamples=200)
+    report = summarize(replies, prompts, cfg, has_kl=False)
+    assert report["instructions"]["comparisons"]["grpo"]["all"]["prompt_strict"]["low"] > 0  # a win by the rules
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("warning: grpo's win comes with 100% dupl")
+    assert "sharing no content word with their prompt" in report["warnings"][0]
