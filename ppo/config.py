@@ -109,8 +109,7 @@ class PPOStageConfig(RunOptions):
     on_policy_shortcut: bool = param(
         True, help="when each batch makes exactly one optimizer step (ppo_epochs 1, one mini-batch), the KL is not in "
         "the reward and there is no value head: log π_old is the update's own forward pass, detached (ratio 1, as TRL's "
-        "GRPO does), so the scoring pass skips the policy; with kl_coef 0 (fixed) the reference pass is skipped too and "
-        "objective/kl is not logged. false = always recompute both"
+        "GRPO does), so the scoring pass skips the policy. false = always recompute it"
     )
 
     # --- data

@@ -40,8 +40,8 @@ def plot_reward_curve(run_dir: str | Path) -> Path:
     top.grid(alpha=0.3)
     if any("objective/kl" in r for r in rows):
         bottom.plot(steps, [r.get("objective/kl") for r in rows], color="tab:red", marker=".")
-    else:  # kl_coef 0 with the on-policy shortcut: no reference pass, no KL
-        bottom.text(0.5, 0.5, "no reference pass (kl_coef 0): KL not measured", ha="center", transform=bottom.transAxes)
+    else:  # a metrics file from a run that logged no KL
+        bottom.text(0.5, 0.5, "no KL logged", ha="center", transform=bottom.transAxes)
     bottom.set_ylabel("KL to reference (per response)")
     bottom.set_xlabel("PPO step")
     bottom.grid(alpha=0.3)

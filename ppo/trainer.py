@@ -223,7 +223,7 @@ class PPOTrainer:
         cfg = self.cfg
         self._prefixes(exp)
         # log π_old, log π_ref and V in chunks of a mini-batch: the (b, T, V) logits of one chunk at a time;
-        # the on-policy shortcut leaves log π_old to the update and, with no KL to pay, log π_ref out
+        # the on-policy shortcut leaves log π_old to the update
         logps, refs, vals = [], [], []
         for start in range(0, exp.responses.shape[0], self.mini_batch):
             rows = slice(start, start + self.mini_batch)
@@ -232,11 +232,10 @@ class PPOTrainer:
                 logits, values = self._actor(exp, rows, with_values=self.value_head)
                 logps.append(logprobs_of(logits, exp.responses[rows]))
                 del logits
-            if self.needs_reference:
-                refs.append(self._ref_logprobs(exp, rows))
+            refs.append(self._ref_logprobs(exp, rows))
             vals.append(self._critic(exp, rows) if self.critic is not None else values)
         exp.logprobs = torch.cat(logps) if logps else None  # None: filled in by the update
-        exp.ref_logprobs = torch.cat(refs) if refs else None
+        exp.ref_logprobs = torch.cat(refs)
         exp.values = None if vals[0] is None else torch.cat(vals)  # None without a critic
         texts = [
             self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(exp.responses, exp.response_mask)
@@ -279,8 +278,8 @@ class PPOTrainer:
             exp.advantages = sequence_to_tokens(per_sample, mask)
 
     def _kl(self, exp: Experience) -> torch.Tensor | None:
-        """(B, T) per-token KL estimate on response tokens; None while log π_old or log π_ref is missing."""
-        if exp.logprobs is None or exp.ref_logprobs is None:
+        """(B, T) per-token KL estimate on response tokens; None while log π_old is missing (the shortcut's)."""
+        if exp.logprobs is None:
             return None
         return kl_penalty(exp.logprobs, exp.ref_logprobs, self.cfg.kl_estimator) * exp.response_mask
 
@@ -292,12 +291,6 @@ class PPOTrainer:
         rows = cfg.prompts_per_step // distributed.world_size() * cfg.samples_per_prompt  # this rank's batch
         return (cfg.on_policy_shortcut and cfg.ppo_epochs == 1 and rows <= self.mini_batch and not cfg.kl_in_reward
                 and not self.value_head)
-
-    @property
-    def needs_reference(self) -> bool:
-        """log π_ref is only the KL's: a fixed kl_coef of 0 needs none (with the shortcut on)."""
-        cfg = self.cfg
-        return not (cfg.on_policy_shortcut and cfg.kl_coef == 0 and not cfg.adaptive_kl)
 
     def groups(self, exp: Experience) -> torch.Tensor:
         """(B,) prompt ids: the samples of one prompt lie next to each other in the batch."""
@@ -349,7 +342,7 @@ class PPOTrainer:
                     p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange,
                                                   cfg.cliprange_high, cfg.loss_agg_mode, cfg.max_new_tokens)
                 loss = p_loss - cfg.entropy_coef * aggregate_loss(token_entropy, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
-                if not cfg.kl_in_reward and exp.ref_logprobs is not None:  # k2/k3 as a loss term, clamped
+                if not cfg.kl_in_reward:  # k2/k3 as a loss term, clamped so one token cannot dominate
                     kl = kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator, clamp=True)
                     loss = loss + self.kl_ctl.value * aggregate_loss(kl, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
                 # TRL's PPO names (docs/tracking.md): averages over every mini-batch of every epoch
@@ -407,13 +400,13 @@ class PPOTrainer:
         mask = exp.response_mask
         if exp.kl is None:  # the on-policy shortcut's: log π_old came from the update
             exp.kl = self._kl(exp)
-        kl_sum = (exp.kl * mask).sum(dim=1) if exp.kl is not None else torch.zeros_like(exp.scores)  # (B,) KL per response
+        kl_sum = (exp.kl * mask).sum(dim=1)  # (B,) KL per response
         if cfg.uses_critic:
             stats["val/explained_variance"] = explained_variance(exp.values, exp.returns, mask).item()
         non_score = -self.kl_ctl.value * kl_sum  # (B,) −β·KL per response
         stats = distributed.mean_across({
             **stats,
-            **({"objective/kl": kl_sum.mean().item()} if exp.kl is not None else {}),  # no reference pass: no KL
+            "objective/kl": kl_sum.mean().item(),
             "objective/entropy": -(exp.logprobs * mask).sum(dim=1).mean().item(),  # −Σ_t log π(y_t) per response
             **extra,
             "objective/scores": pool_scores.mean().item(),
@@ -432,7 +425,6 @@ class PPOTrainer:
         })
         for key in ("tokens_per_second", "eps", "val/num_eos_tokens"):  # every rank's, not one rank's
             stats[key] *= distributed.world_size()
-        if "objective/kl" in stats:
-            self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
+        self.kl_ctl.update(stats["objective/kl"], len(prompts) * distributed.world_size())
         stats["kl_coef"] = self.kl_ctl.value
         return stats
