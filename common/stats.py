@@ -35,8 +35,10 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0, resamples: int = RESAMP
 
 def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: Sequence[Hashable], seed: int = 0,
                       resamples: int = RESAMPLES) -> dict[str, float]:
-    """A statistic of a whole set (not a mean of per-item values: distinct-n, a correlation) with a
-    95% percentile interval from resampling its clusters (prompts) with replacement.
+    """A statistic of a whole set (not a mean of per-item values: a correlation) with a 95%
+    percentile interval from resampling its clusters (prompts) with replacement. Not for a
+    statistic that counts distinct items (distinct-n): a prompt drawn twice repeats itself, so every
+    resample reads lower than the set itself — use `cluster_jackknife`.
     `statistic(indices)` takes the items' indices (an item appears as often as its cluster is drawn);
     resamples where it is NaN are left out. `n` is the number of clusters."""
     members: dict[Hashable, list[int]] = defaultdict(list)
@@ -54,6 +56,31 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: Sequen
             draws.append(value)
     low, high = np.percentile(draws, [2.5, 97.5]) if draws else (math.nan, math.nan)
     return {"mean": float(point), "low": float(low), "high": float(high), "n": len(groups)}
+
+
+def cluster_jackknife(statistic: Callable[[np.ndarray], float], clusters: Sequence[Hashable]) -> dict[str, float]:
+    """A statistic of a whole set with a 95% normal interval from the delete-one-cluster jackknife:
+    `statistic(indices)` recomputed without each cluster (prompt) in turn, standard error
+    √((m − 1)/m · Σ (θ₋ᵢ − θ̄₋)²) over the m finite leave-one-out values, interval θ ± 1.96·SE. For
+    statistics a with-replacement resample would bias (distinct-n); deterministic. `n` is the
+    number of clusters."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, c in enumerate(clusters):
+        members[c].append(i)
+    groups = list(members.values())
+    point = statistic(np.arange(len(clusters)))
+    if len(groups) < 2 or math.isnan(point):
+        return {"mean": float(point), "low": float(point), "high": float(point), "n": len(groups)}
+    left_out = []
+    for g in range(len(groups)):
+        value = statistic(np.array([i for h, rows in enumerate(groups) if h != g for i in rows]))
+        if not math.isnan(value):
+            left_out.append(value)
+    if len(left_out) < 2:
+        return {"mean": float(point), "low": math.nan, "high": math.nan, "n": len(groups)}
+    m, values = len(left_out), np.asarray(left_out)
+    se = math.sqrt((m - 1) / m * float(((values - values.mean()) ** 2).sum()))
+    return {"mean": float(point), "low": float(point - 1.96 * se), "high": float(point + 1.96 * se), "n": len(groups)}
 
 
 def outcome(score: float, baseline: float, tie_tol: float = 0.0) -> float:

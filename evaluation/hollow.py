@@ -18,7 +18,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from common.data.text import is_cjk, ngrams, words
-from common.stats import bootstrap_ci, cluster_bootstrap, cluster_means, spearman
+from common.stats import bootstrap_ci, cluster_bootstrap, cluster_jackknife, cluster_means, spearman
 
 # A win is distrusted when a figure is worse than the baseline's by more than its margin:
 # sampled answers to different prompts almost never coincide, so a tenth of replies shared
@@ -161,7 +161,8 @@ def hollow_figures(prompt_texts: Sequence[str], texts: Sequence[str], prompts: S
     """Every sign for one policy's replies: `texts[i]` answers prompt `prompts[i]`, whose text is
     `prompt_texts[i]`. Shares and means come with 95% intervals over prompts (each prompt the
     mean of its replies; the per-reply values are computed on the whole set, then resampled);
-    distinct-n and ρ, properties of the pooled set, are recomputed on each resample of prompts.
+    ρ, a property of the pooled set, is recomputed on each resample of prompts, and distinct-n
+    on the set without each prompt in turn (a jackknife: resampling would repeat replies).
     Empty replies are duplicates of each other and share nothing with the prompt, but have no
     n-grams for distinct-n and self-BLEU. `scores`/`lengths` (the reward model's, tokens) add
     ρ(score, length)."""
@@ -178,8 +179,9 @@ def hollow_figures(prompt_texts: Sequence[str], texts: Sequence[str], prompts: S
         "replies": len(texts),
         "duplicate_share": ci([float(d) for d in duplicated(texts, prompts)]),
         "duplicate_share_normalised": ci([float(d) for d in duplicated(norm, prompts)]),
-        "distinct_1": pooled_ci(lambda rows: distinct_n([toks[i] for i in rows], 1), prompts, seed, resamples),
-        "distinct_2": pooled_ci(lambda rows: distinct_n([toks[i] for i in rows], 2), prompts, seed, resamples),
+        # a resample with replacement repeats prompts, and repeats are what distinct-n counts against
+        "distinct_1": cluster_jackknife(lambda rows: distinct_n([toks[i] for i in rows], 1), prompts),
+        "distinct_2": cluster_jackknife(lambda rows: distinct_n([toks[i] for i in rows], 2), prompts),
         "self_bleu": ci(self_bleu(toks, prompts)),
         "prompt_overlap": ci(overlap),
         "zero_overlap_share": ci([float(v == 0) if not math.isnan(v) else math.nan for v in overlap]),

@@ -13,6 +13,7 @@ from common.stats import (
     bootstrap_ci,
     choose_l2,
     cluster_bootstrap,
+    cluster_jackknife,
     cluster_means,
     extreme_change,
     fit_logistic,
@@ -54,6 +55,38 @@ def test_a_pooled_statistic_resamples_whole_prompts():
     assert same == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 1}
     nan = cluster_bootstrap(lambda rows: float("nan"), ["a", "b"])
     assert math.isnan(nan["mean"]) and nan["n"] == 2
+
+
+def test_jackknife_by_hand():
+    """Three prompts with per-prompt values 1, 2, 6 (the first has two replies, 1 and 1): the pooled
+    mean of the four replies is 10/4; leaving each prompt out gives 8/2 = 4, 8/3, 4/3; their mean is
+    8/3 and SE = √(2/3 · Σ (θ₋ᵢ − 8/3)²) = √(2/3 · 32/9)."""
+    values = np.array([1.0, 1.0, 2.0, 6.0])
+    ci = cluster_jackknife(lambda rows: float(values[rows].mean()), ["a", "a", "b", "c"])
+    se = math.sqrt(2 / 3 * ((4 - 8 / 3) ** 2 + 0 + (4 / 3 - 8 / 3) ** 2))
+    assert se == pytest.approx(math.sqrt(2 / 3 * 32 / 9))
+    assert ci["mean"] == 2.5 and ci["n"] == 3
+    assert ci["low"] == pytest.approx(2.5 - 1.96 * se) and ci["high"] == pytest.approx(2.5 + 1.96 * se)
+    # for a plain mean of one value per prompt it is the textbook s/√n
+    x = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0])
+    plain = cluster_jackknife(lambda rows: float(x[rows].mean()), range(6))
+    assert plain["high"] - plain["mean"] == pytest.approx(1.96 * x.std(ddof=1) / math.sqrt(6))
+    assert cluster_jackknife(lambda rows: 1.0, ["a", "a"]) == {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 1}
+
+
+def test_a_count_of_distinct_items_keeps_its_figure_inside_its_interval():
+    """40 prompts, each answered with words no other reply uses: distinct-1 is 1. A resample with
+    replacement repeats prompts, so every resample reads below 1 and the percentile interval
+    excludes the figure; the jackknife's does not."""
+    replies = [[f"w{p}a", f"w{p}b", f"w{p}c"] for p in range(40)]
+
+    def distinct(rows):
+        toks = [t for i in rows for t in replies[i]]
+        return len(set(toks)) / len(toks)
+
+    assert cluster_bootstrap(distinct, range(40), resamples=200)["high"] < 1.0  # the bias the jackknife avoids
+    ci = cluster_jackknife(distinct, range(40))
+    assert ci["low"] <= ci["mean"] == 1.0 <= ci["high"]
 
 
 def test_win_rate_averages_within_prompts_then_resamples_prompts():

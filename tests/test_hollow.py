@@ -105,6 +105,16 @@ def test_content_units_and_prompt_overlap():
     assert math.isnan(prompt_overlap("What is it?", "It is."))  # nothing but function words to share
 
 
+def test_distinct_n_interval_surrounds_the_figure_of_many_varied_replies():
+    """60 replies to 60 prompts, few words shared: a resample with replacement would repeat replies
+    and put the whole interval below the pooled figure (it did, on 199 held-out prompts)."""
+    words_ = [f"word{i}" for i in range(400)]
+    texts = [" ".join(words_[(7 * p + k) % 400] for k in range(6)) for p in range(60)]
+    f = hollow_figures([f"question {p}" for p in range(60)], texts, list(range(60)), resamples=200)
+    for key in ("distinct_1", "distinct_2"):
+        assert f[key]["low"] < f[key]["mean"] < f[key]["high"], (key, f[key])
+
+
 @pytest.mark.parametrize("policy, dup_exact, dup_norm, d1, d2, sbleu, overlap, zero", [
     (DEFLECT, 0.5, 1.0, 0.25, 0.25, 1.0, 0.0, 1.0),
     (COPY, 0.0, 0.0, 1.0, 1.0, None, 1.0, 0.0),
@@ -115,7 +125,7 @@ def test_figures_of_three_hand_made_policies(policy, dup_exact, dup_norm, d1, d2
     assert f["replies"] == 4
     assert f["duplicate_share"]["mean"] == dup_exact and f["duplicate_share_normalised"]["mean"] == dup_norm
     assert f["distinct_1"]["mean"] == pytest.approx(d1) and f["distinct_2"]["mean"] == pytest.approx(d2)
-    for key in ("distinct_1", "distinct_2"):  # resampled over the prompts, around the pooled figure
+    for key in ("distinct_1", "distinct_2"):  # a jackknife over the prompts, around the pooled figure
         assert f[key]["low"] <= f[key]["mean"] + 1e-9 and f[key]["mean"] <= f[key]["high"] + 1e-9 and f[key]["n"] == 4
     assert f["prompt_overlap"]["mean"] == pytest.approx(overlap) and f["zero_overlap_share"]["mean"] == zero
     assert f["rm_length_spearman"]["mean"] == pytest.approx(-1.0)
