@@ -32,6 +32,10 @@ DISTINCT2_MARGIN = 0.15
 # self-BLEU between answers to different prompts sits near 0 (little shared beyond function
 # words); +0.15 is replies built from one template
 SELF_BLEU_MARGIN = 0.15
+# several signs moving together are stronger evidence than one: two or more, each worse by more
+# than half its margin, also warn (GRPO on constraints: zero overlap +14 points, distinct-2 −0.13,
+# self-BLEU +0.09, each under its margin, and 27 of 30 replies read blind were hollow)
+TOGETHER = 2
 BLEU_ORDER = 4
 
 # Words that carry no topic: function words and request verbs ("please explain …"). Our own list.
@@ -234,17 +238,21 @@ def won(comparison: dict) -> bool:
 
 
 def warning(name: str, figures: dict, baseline: str, base_figures: dict, win: bool) -> str | None:
-    """One line when `name` won and a sign is worse than the baseline's by more than its margin,
-    naming each such sign with both values; None otherwise."""
+    """One line when `name` won and a sign is worse than the baseline's by more than its margin —
+    or `TOGETHER` signs each by more than half of theirs — naming each such sign with both values;
+    None otherwise."""
     if not win:
         return None
-    parts = []
+    worse = []  # (how many margins worse, the sign's words)
     for key, margin, direction, reads, fmt in SIGNS:
         mine, base = _mean(figures.get(key)), _mean(base_figures.get(key))
-        if not (math.isnan(mine) or math.isnan(base)) and direction * (mine - base) > margin:
+        if not (math.isnan(mine) or math.isnan(base)) and direction * (mine - base) > margin / 2:
             top = figures.get("most_repeated") if key.startswith("duplicate") else None
             often = f"; most often \"{top['text']}\", to {top['prompts']} prompts" if top else ""
-            parts.append(f"{reads.format(fmt(mine))} ({baseline}: {fmt(base)}{often})")
+            worse.append((direction * (mine - base) / margin, f"{reads.format(fmt(mine))} ({baseline}: {fmt(base)}{often})"))
+    parts = [words for times, words in worse if times > 1]
+    if not parts and len(worse) >= TOGETHER:
+        parts = [words for _, words in worse]
     if not parts:
         return None
     return f"warning: {name}'s win comes with {', '.join(parts)} — read the replies before trusting the win-rate"

@@ -153,6 +153,21 @@ def test_the_deflecting_policy_is_warned_about_and_the_healthy_one_is_not():
     assert warning("ppo", deflect, "sft", healthy, win=False) is None  # no win, nothing to distrust
 
 
+def test_several_signs_moving_together_warn_though_each_stays_under_its_margin():
+    # the GRPO-on-constraints policy against the start model (held-out set, greedy): no sign past its
+    # margin, three past half of theirs — and read blind, its replies were hollower
+    base = {"duplicate_share_normalised": 0.10, "zero_overlap_share": 0.16, "distinct_2": 0.48, "self_bleu": 0.42}
+    grpo = {"duplicate_share_normalised": 0.09, "zero_overlap_share": 0.30, "distinct_2": 0.35, "self_bleu": 0.51}
+    line = warning("grpo", grpo, "default", base, win=True)
+    assert line == ("warning: grpo's win comes with 30% replies sharing no content word with their prompt (default: "
+                    "16%), distinct-2 0.35 (default: 0.48), self-BLEU 0.51 (default: 0.42) — read the replies before "
+                    "trusting the win-rate")
+    one = {**base, "zero_overlap_share": 0.30}  # one sign under its margin: not enough
+    assert warning("grpo", one, "default", base, win=True) is None
+    past = {**grpo, "zero_overlap_share": 0.40}  # one past its margin: it alone is named
+    assert warning("grpo", past, "default", base, win=True).count("(default:") == 1
+
+
 def test_a_win_is_an_interval_above_one_half():
     assert won({"win_rate": {"mean": 0.7, "low": 0.55, "high": 0.8}})
     assert not won({"win_rate": {"mean": 0.6, "low": 0.45, "high": 0.75}})
