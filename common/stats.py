@@ -33,6 +33,14 @@ def bootstrap_ci(values: Sequence[float], seed: int = 0, resamples: int = RESAMP
             "high": float(res.confidence_interval.high), "n": int(x.size)}
 
 
+def cluster_rows(clusters: Sequence[Hashable]) -> list[np.ndarray]:
+    """The items' indices of each cluster, in order of first appearance."""
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for i, c in enumerate(clusters):
+        members[c].append(i)
+    return [np.array(v) for v in members.values()]
+
+
 def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: Sequence[Hashable], seed: int = 0,
                       resamples: int = RESAMPLES) -> dict[str, float]:
     """A statistic of a whole set (not a mean of per-item values: a correlation) with a 95%
@@ -41,10 +49,7 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], float], clusters: Sequen
     resample reads lower than the set itself — use `cluster_jackknife`.
     `statistic(indices)` takes the items' indices (an item appears as often as its cluster is drawn);
     resamples where it is NaN are left out. `n` is the number of clusters."""
-    members: dict[Hashable, list[int]] = defaultdict(list)
-    for i, c in enumerate(clusters):
-        members[c].append(i)
-    groups = [np.array(v) for v in members.values()]
+    groups = cluster_rows(clusters)
     point = statistic(np.arange(len(clusters)))
     if len(groups) < 2 or math.isnan(point):
         return {"mean": float(point), "low": float(point), "high": float(point), "n": len(groups)}
@@ -64,16 +69,13 @@ def cluster_jackknife(statistic: Callable[[np.ndarray], float], clusters: Sequen
     √((m − 1)/m · Σ (θ₋ᵢ − θ̄₋)²) over the m finite leave-one-out values, interval θ ± 1.96·SE. For
     statistics a with-replacement resample would bias (distinct-n); deterministic. `n` is the
     number of clusters."""
-    members: dict[Hashable, list[int]] = defaultdict(list)
-    for i, c in enumerate(clusters):
-        members[c].append(i)
-    groups = list(members.values())
+    groups = cluster_rows(clusters)
     point = statistic(np.arange(len(clusters)))
     if len(groups) < 2 or math.isnan(point):
         return {"mean": float(point), "low": float(point), "high": float(point), "n": len(groups)}
     left_out = []
     for g in range(len(groups)):
-        value = statistic(np.array([i for h, rows in enumerate(groups) if h != g for i in rows]))
+        value = statistic(np.concatenate(groups[:g] + groups[g + 1:]))
         if not math.isnan(value):
             left_out.append(value)
     if len(left_out) < 2:
