@@ -30,7 +30,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo grpo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo grpo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving bench-chain default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -183,7 +183,7 @@ bench-ppo: $(VENV)/.installed
 	$(PYTHON) bench/ppo_speed.py $(ARGS)
 
 # what each export kind costs and loses on the default model (or runs/ppo/default): size, load time,
-# tokens/s on this CPU, mean KL to full precision (≈ 5 min)
+# tokens/s on this CPU, mean KL to full precision (≈ 5 min; ARGS="--evaluate 50" adds the evaluation stage)
 bench-export: $(VENV)/.installed
 	$(PYTHON) bench/export.py $(ARGS)
 
@@ -206,6 +206,11 @@ bench-plan: $(VENV)/.installed
 # PPO vs GRPO vs RLOO on the default setup at the same number of sampled replies (≈ 45 min)
 bench-estimators: $(VENV)/.installed
 	$(PYTHON) bench/estimators.py $(ARGS)
+
+# The default chain's variants side by side: reward-model win, LC win, another reward model's win, hollow
+# signs, blind reading (docs/bench/chain-variants.yaml lists the runs; docs/bench/rm-anchors-2026-12-07.md)
+bench-chain: $(VENV)/.installed
+	$(PYTHON) bench/chain_variants.py $(or $(ARGS),docs/bench/chain-variants.yaml)
 
 # Choosing what to label: random vs margin vs ensemble on HH with a simulated annotator (docs/loop.md)
 bench-active-labels: $(VENV)/.installed

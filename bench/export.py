@@ -9,6 +9,12 @@ transformers (which dequantizes them to fp32: their KL is the format's loss, the
 llama.cpp's), and run in llama.cpp itself when llama-cpp-python is installed.
 
     .venv/bin/python bench/export.py [--run runs/ppo/default] [--new_tokens 32] [--out /tmp/bench-export]
+                                     [--evaluate 50 --reward_model runs/reward_model/default/model]
+
+--evaluate N runs the evaluation stage (bench/heldout_eval.py) on the first N held-out constraint prompts
+with the fp32 folder as baseline and the bf16 folder and each GGUF file as policies: pass rates with
+intervals, KL, and the reward model's win-rate against fp32. (fp16 is left out: on a CPU it runs as slowly
+as it is close to fp32.)
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DOMAINS = ("general", "medical", "finance", "legal", "code")
+
+from heldout_eval import evaluate_copies  # noqa: E402  (bench/, beside this file)
 
 
 def size(path: Path) -> int:
@@ -56,6 +64,10 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="default: runs/ppo/default if it has a model, else the default model")
     parser.add_argument("--new_tokens", type=int, default=32)
     parser.add_argument("--out", default=None, help="where the files go (default: a temporary folder, deleted)")
+    parser.add_argument("--evaluate", type=int, default=0, metavar="N",
+                        help="also run the evaluation stage on the first N held-out constraint prompts: the fp32 "
+                        "folder as baseline, every other format a policy (GGUF files read as the stage reads them)")
+    parser.add_argument("--reward_model", default=None, help="with --evaluate: the judge of the win-rate")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -111,6 +123,9 @@ def main() -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     if not has_llama_cpp:
         print("llama-cpp-python is not installed: no q4_K_M file, no llama.cpp speed (pip install -e '.[llama-cpp]')")
+    if args.evaluate:
+        specs = {name.replace("_", "-"): str(path) for name, path in formats.items() if name != "hf-fp16"}
+        evaluate_copies(specs, "hf-fp32", args.evaluate, 64, args.reward_model, out, "export")
     if args.out is None:
         shutil.rmtree(out)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from heldout_eval import CONSTRAINTS, evaluate_copies  # noqa: E402  (bench/, beside this file)
+
 from common.models import load_model_and_tokenizer, resolve_model  # noqa: E402
 from common.models.generate import encode_prompts  # noqa: E402
 from common.rewards.verifiers import constraint_results  # noqa: E402
@@ -41,8 +42,6 @@ from serving.folders import size_on_disk  # noqa: E402
 from serving.onnx_export import ONNX_FILE, check_onnx, export_onnx  # noqa: E402
 from serving.quality import greedy_replies, mean_token_kl  # noqa: E402
 from serving.quantize import quantize  # noqa: E402
-
-CONSTRAINTS = REPO / "data/constraints/heldout.jsonl"
 
 
 def constraint_rows(n: int) -> list[dict]:
@@ -75,19 +74,6 @@ def onnx_greedy(session, prompt_ids: list[list[int]], pad_id: int, eos_id: int, 
             if token == eos_id:
                 break
     return made
-
-
-def evaluate(folders: dict[str, str], n: int, max_new_tokens: int, reward_model: str | None, out: Path) -> None:
-    """The evaluation stage on the same prompts: full model as baseline, each copy a policy."""
-    policies = ", ".join(f"{{name: {name}, model: {folder}}}" for name, folder in folders.items())
-    cmd = [sys.executable, "-m", "evaluation", "--config", str(REPO / "configs/evaluation/tiny.yaml"),
-           "--run_name", "serving", "--output_root", str(out), "--policies", f"[{policies}]", "--baseline", "full",
-           "--prompts", f"[{{path: {CONSTRAINTS}, rows: '0:{n}'}}]", "--max_prompts", "null", "--decoding", "greedy",
-           "--samples_per_prompt", "1", "--max_new_tokens", str(max_new_tokens), "--batch_size", "16",
-           "--bootstrap_resamples", "2000", "--trackers", "[]"]
-    if reward_model:
-        cmd += ["--reward_model", reward_model, "--judges.reward_model", "true"]
-    subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def main() -> None:
@@ -149,7 +135,7 @@ def main() -> None:
     for name, size, load, speed, kl, rate in table:
         print(f"{name:<6}{size / 2**20:>11.1f}{load:>10.1f}{speed:>10.1f}  {kl:<24}{rate:>10}")
     if args.evaluate:
-        evaluate(folders, args.prompts, args.max_new_tokens, args.reward_model, work)
+        evaluate_copies(folders, "full", args.prompts, args.max_new_tokens, args.reward_model, work, "serving")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ that returned normally. What no phase claims (imports done, models and data load
 reported as `other`, so the phases always add up to the total.
 
     {"stage": "ppo", "run": "runs/ppo/default", "total_seconds": 902.4, "finished_at": "2026-12-06T08:01:13",
-     "phases": {"rollout": 301.2, "score": 170.9, "update": 385.0, "save": 6.1, "other": 39.2}}
+     "peak_rss_gb": 3.9, "phases": {"rollout": 301.2, "score": 170.9, "update": 385.0, "save": 6.1, "other": 39.2}}
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Clock:
         phases = dict(self.phases)
         phases["other"] = max(0.0, total - sum(phases.values()))
         return {"stage": self.stage, "run": str(self.run_dir) if self.run_dir else None, "total_seconds": round(total, 2),
-                "finished_at": datetime.now().isoformat(timespec="seconds"),
+                "finished_at": datetime.now().isoformat(timespec="seconds"), "peak_rss_gb": round(peak_rss_gb(), 2),
                 "phases": {k: round(v, 2) for k, v in phases.items()}}
 
     def write(self) -> Path | None:
@@ -62,6 +62,15 @@ class Clock:
 
 
 CLOCK = Clock()
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory in GiB (host memory; a GPU's peak is in PPO's metrics)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20  # bytes on macOS, KiB on Linux
 
 
 def read_timing(run_dir: str | Path) -> dict | None:
@@ -96,6 +105,7 @@ def timing_table(runs: list[tuple[str, str | Path]]) -> str:
         total += seconds
         parts = sorted(record["phases"].items(), key=lambda kv: -kv[1])
         shown = " · ".join(f"{name} {duration(s)} ({100 * s / seconds:.0f}%)" for name, s in parts if s >= 0.5) if seconds else ""
-        lines.append(f"  {label:<{width}}  {duration(seconds):>8}  {shown}   [{record['finished_at']}]")
+        peak = f", peak {record['peak_rss_gb']:.1f} GiB" if "peak_rss_gb" in record else ""  # older files lack it
+        lines.append(f"  {label:<{width}}  {duration(seconds):>8}  {shown}   [{record['finished_at']}{peak}]")
     lines.append(f"  {'all':<{width}}  {duration(total):>8}")
     return "\n".join(lines)

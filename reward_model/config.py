@@ -26,6 +26,12 @@ class RMStageConfig(TrainingOptions):
     )
     max_train_groups: int | None = param(None, help="cap on training groups after mixing (None = all)")
     max_length: int = param(512, help="tokens per prompt+response; longer ones lose their beginning")
+    anchors: list[Literal["empty", "deflection", "refusal", "other_prompt", "echo", "cut"]] = param(
+        [], help="anchor pairs added to the training split: a prompt's best reply preferred over a bad reply of these "
+        "sanity-suite kinds, taken in turn, with phrases the suite does not use (reward_model/anchors.py); [] = none. "
+        "Leave `refusal` out on harmlessness data"
+    )
+    anchor_share: float = param(0.25, help="anchor pairs per distinct training prompt (each on its own prompt, ≤ 1)")
 
     # --- model and loss
     loss: Literal["bradley_terry", "plackett_luce"] = param(
@@ -74,6 +80,10 @@ class RMStageConfig(TrainingOptions):
             raise ValueError(f"max_length must be ≥ 8, got {self.max_length}")
         if self.loss == "plackett_luce" and self.margin != "none":
             raise ValueError("margin applies to the bradley_terry loss only")
+        if not 0 <= self.anchor_share <= 1:
+            raise ValueError(f"anchor_share must be in [0, 1], got {self.anchor_share}")
+        if len(set(self.anchors)) != len(self.anchors):
+            raise ValueError(f"anchors names a kind twice: {self.anchors}")
         if self.ensemble < 1 or self.sanity_prompts < 0:
             raise ValueError(f"ensemble must be ≥ 1 and sanity_prompts ≥ 0, got {self.ensemble} and {self.sanity_prompts}")
         if self.heads == "odin" and self.head_init == "zero":

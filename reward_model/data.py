@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from common.data.hygiene import HygieneReport
 from common.data.preferences import PreferenceGroup, prepare_groups
 from common.rewards.scorer import encode_response
+from reward_model import anchors
 from reward_model.config import RMStageConfig
 
 
@@ -45,8 +46,14 @@ def tokenize(groups: list[PreferenceGroup], tokenizer, max_length: int, desc: st
 
 def read_groups(cfg: RMStageConfig) -> tuple[list[PreferenceGroup], list[PreferenceGroup], HygieneReport]:
     """Read, clean, split by prompt and mix (`common.data.preferences.prepare_groups`) → (train,
-    validation, report); raises DataError (file:line) before any output exists."""
-    return prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
+    validation, report), with anchor pairs (`reward_model.anchors`) added to the training split when
+    the recipe asks; raises DataError (file:line) before any output exists."""
+    train, val, report = prepare_groups(cfg.data, cfg.val_fraction, cfg.seed, cfg.max_train_groups, cfg.val_split)
+    added = anchors.anchor_groups(train, cfg.anchors, cfg.anchor_share, cfg.seed)
+    if added:
+        report.steps.append({"step": "anchor pairs added", "in": len(train), "kept": len(train) + len(added),
+                             "dropped": 0, "added": anchors.counts(added)})
+    return train + added, val, report
 
 
 def tokenized(cfg: RMStageConfig, tokenizer, train: list[PreferenceGroup], val: list[PreferenceGroup],

@@ -27,17 +27,25 @@ from common.stage import run_stage
 VALIDATION_SOURCE = "validation prompts, best reply"
 
 
-def good_replies(groups: list[PreferenceGroup]) -> tuple[list[list[Message]], list[str]]:
-    """(prompts, good replies): each distinct prompt once, with the best-ranked reply of its first group."""
-    seen, prompts, goods = set(), [], []
+def first_groups(groups: list[PreferenceGroup]) -> list[PreferenceGroup]:
+    """Each distinct prompt's first group, in order."""
+    seen, firsts = set(), []
     for g in groups:
         key = json.dumps(g.prompt, sort_keys=True, ensure_ascii=False)
-        if key in seen:
-            continue
-        seen.add(key)
-        prompts.append(g.prompt)
-        goods.append(g.responses[g.ranks.index(min(g.ranks))])
-    return prompts, goods
+        if key not in seen:
+            seen.add(key)
+            firsts.append(g)
+    return firsts
+
+
+def best_reply(group: PreferenceGroup) -> str:
+    return group.responses[group.ranks.index(min(group.ranks))]
+
+
+def good_replies(groups: list[PreferenceGroup]) -> tuple[list[list[Message]], list[str]]:
+    """(prompts, good replies): each distinct prompt once, with the best-ranked reply of its first group."""
+    firsts = first_groups(groups)
+    return [g.prompt for g in firsts], [best_reply(g) for g in firsts]
 
 
 def subset(prompts: list, goods: list, limit: int | None, seed: int) -> tuple[list, list]:

@@ -55,3 +55,14 @@ def postgres():
     server = PostgresServer(free_port()).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast as two, and far faster on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -205,15 +205,6 @@ def length_biased_preferences(path: Path, n: int, seed: int, chosen_longer: floa
     return rows
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one thread is as fast as two, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_odin_quality_head_ranks_by_quality_without_the_length_shortcut(tiny_model_dir, tmp_path, one_thread):
     from common.stats import spearman
     from reward_model.data import response_tokens

@@ -27,6 +27,7 @@ def test_phases_and_other_add_up_to_the_total(tmp_path):
     record = clock.record()
     assert record["phases"]["train"] == pytest.approx(1.05, abs=0.02) and record["phases"]["save"] == 0.25
     assert sum(record["phases"].values()) == pytest.approx(max(record["total_seconds"], 1.3), abs=0.2)
+    assert 0.01 < record["peak_rss_gb"] < 64  # this test process's own peak, in GiB
     assert clock.write() is None  # no run folder named: nothing written
     clock.run_dir = tmp_path
     assert json.loads(clock.write().read_text())["stage"] == "sft" and not list(tmp_path.glob("*.tmp"))
@@ -37,9 +38,11 @@ def test_durations_and_the_table_with_a_missing_run(tmp_path):
     run = tmp_path / "ppo/default"
     run.mkdir(parents=True)
     (run / TIMING_FILE).write_text(json.dumps({"stage": "ppo", "total_seconds": 100.0, "finished_at": "2026-12-06T08:00:00",
+                                               "peak_rss_gb": 3.94,
                                                "phases": {"rollout": 60.0, "update": 30.0, "other": 10.0}}))
     text = timing_table([("sft", tmp_path / "sft/default"), ("ppo", run)])
     assert "no timing.json in" in text and "rollout 1m 00s (60%) · update 30s (30%) · other 10s (10%)" in text
+    assert "[2026-12-06T08:00:00, peak 3.9 GiB]" in text
     assert text.splitlines()[-1].split() == ["all", "1m", "40s"]
 
 

@@ -73,10 +73,12 @@ def cut_reply(text: str, share: float = CUT_SHARE) -> str | None:
     return text[: ends[keep - 1]]
 
 
-def build_suite(prompts: Sequence[list[Message]], goods: Sequence[str]) -> list[SanityItem]:
+def build_suite(prompts: Sequence[list[Message]], goods: Sequence[str], deflections: dict = DEFLECTIONS,
+                refusals: dict = REFUSALS) -> list[SanityItem]:
     """The comparisons for prompts[i] with good reply goods[i]; a kind is left out for a prompt
     where its bad reply would equal the good one (a reply that is itself a refusal, one word that
-    cannot be cut, a reply shared with the other prompt)."""
+    cannot be cut, a reply shared with the other prompt). `deflections`/`refusals`: {language:
+    phrases} — the reward-model stage's anchor pairs pass phrases of their own, so the suite's stay unseen."""
     if len(prompts) != len(goods):
         raise ValueError(f"{len(prompts)} prompts but {len(goods)} good replies")
     items = []
@@ -86,8 +88,8 @@ def build_suite(prompts: Sequence[list[Message]], goods: Sequence[str]) -> list[
         lang = language(question)
         bad = {
             "empty": "",
-            "deflection": DEFLECTIONS[lang][i % len(DEFLECTIONS[lang])],
-            "refusal": REFUSALS[lang][i % len(REFUSALS[lang])],
+            "deflection": deflections[lang][i % len(deflections[lang])],
+            "refusal": refusals[lang][i % len(refusals[lang])],
             "other_prompt": goods[(i + 1) % n] if n > 1 else None,  # the next prompt's: every good reply used once
             "echo": question,
             "cut": cut_reply(good),
