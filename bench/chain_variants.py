@@ -79,10 +79,17 @@ def hollow_text(body: dict, policy: str, baseline: str) -> str:
     return ", ".join(out)
 
 
+def read_eval(folder: str, variant: str) -> dict:
+    path = REPO / folder / "eval.json"
+    if not path.is_file():
+        raise SystemExit(f"variant {variant}: {path} is missing — run that evaluation first (the variants file names "
+                         "the runs each row reads: docs/bench/rm-anchors-2026-12-07.md shows the commands)")
+    return json.loads(path.read_text())
+
+
 def rows(variant: dict) -> list[list[str]]:
-    report = json.loads((REPO / variant["eval"] / "eval.json").read_text())
-    other = (json.loads((REPO / variant["other_rm_eval"] / "eval.json").read_text())
-             if variant.get("other_rm_eval") else None)
+    report = read_eval(variant["eval"], variant["name"])
+    other = read_eval(variant["other_rm_eval"], variant["name"]) if variant.get("other_rm_eval") else None
     policy, baseline = variant.get("policy", "ppo"), report["baseline"]
     timings = [read_timing(REPO / r) for r in variant.get("runs", [])]
     wall = sum(t["total_seconds"] for t in timings if t)
