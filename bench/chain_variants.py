@@ -6,6 +6,8 @@ and prints one table row per decoding (sampled at the training temperature, and 
   RM win     win-rate over SFT by the reward model PPO trained against, 95% interval over prompts
   LC win     the length-controlled win-rate (or why it was withheld)
   other RM   win-rate by a reward model the policy did not train against (another evaluation folder)
+  member     win-rate by a held-out member: the same reward-model recipe with another seed, never trained
+             against (`member_eval`, optional)
   hollow     the hollow-policy signs of the policy beside SFT's (duplicates, zero overlap, distinct-2)
   blind      read blind, pair by pair: better / worse / tie and the reader's win-rate (ties ½, bootstrap
              over pairs) — from a folder holding key.json (which policy wrote A and B) and verdicts.json
@@ -18,6 +20,7 @@ The variants are listed in a YAML file (docs/bench/chain-variants.yaml):
       policy: ppo                                   # its name in the evaluation
       eval: runs/evaluation/ppo-vs-sft              # judged by the trained-against reward model
       other_rm_eval: runs/evaluation/ppo-vs-sft-anchored-rm
+      member_eval: runs/evaluation/chain-member-rm     # optional: a held-out member of the same recipe
       blind: {sample: docs/bench/chain-blind/default-sample, greedy: docs/bench/chain-blind/default-greedy}
 
     .venv/bin/python bench/chain_variants.py docs/bench/chain-variants.yaml [--markdown]
@@ -90,6 +93,7 @@ def read_eval(folder: str, variant: str) -> dict:
 def rows(variant: dict) -> list[list[str]]:
     report = read_eval(variant["eval"], variant["name"])
     other = read_eval(variant["other_rm_eval"], variant["name"]) if variant.get("other_rm_eval") else None
+    member = read_eval(variant["member_eval"], variant["name"]) if variant.get("member_eval") else None
     policy, baseline = variant.get("policy", "ppo"), report["baseline"]
     timings = [read_timing(REPO / r) for r in variant.get("runs", [])]
     wall = sum(t["total_seconds"] for t in timings if t)
@@ -104,17 +108,19 @@ def rows(variant: dict) -> list[list[str]]:
         lc_text = pct(lc) if lc.get("mean") is not None else f"withheld ({lc.get('withheld', 'no figure')})"
         other_body = reading(other, decoding) if other else {}
         other_text = pct(other_body["comparisons"][policy]["win_rate"]) if other_body.get("comparisons") else "—"
+        member_body = reading(member, decoding) if member else {}
+        member_text = pct(member_body["comparisons"][policy]["win_rate"]) if member_body.get("comparisons") else "—"
         blind = blind_figures(REPO / variant["blind"][decoding], policy) if decoding in variant.get("blind", {}) else None
         blind_text = (f"{blind['better']}/{blind['worse']}/{blind['tie']} → {pct(blind['win'])}; hollow "
                       f"{blind['hollow']['policy']} vs {blind['hollow']['baseline']} of {blind['n']}") if blind else "not read"
         length = f"{body['policies'][policy]['length']['mean']:.0f} ({body['policies'][baseline]['length']['mean']:.0f})"
         out.append([variant["name"], "T 1" if decoding == "sample" else decoding, pct(comp["win_rate"]), lc_text,
-                    other_text, length, hollow_text(body, policy, baseline), blind_text,
+                    other_text, member_text, length, hollow_text(body, policy, baseline), blind_text,
                     duration(wall) if wall else "—", f"{max(peaks):.1f} GiB" if peaks else "—"])
     return out
 
 
-HEADER = ["variant", "decoding", "RM win", "LC win", "other RM win", "length (SFT)", "hollow signs (SFT)",
+HEADER = ["variant", "decoding", "RM win", "LC win", "other RM win", "held-out member win", "length (SFT)", "hollow signs (SFT)",
           "blind better/worse/tie → reader win; hollow", "wall", "peak RSS"]
 
 

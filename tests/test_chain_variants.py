@@ -55,5 +55,6 @@ def test_a_row_per_decoding_from_the_runs(tmp_path, monkeypatch):
     rows = chain.rows({"name": "v", "runs": ["run"], "policy": "ppo", "eval": "eval", "blind": {"greedy": "blind"}})
     assert [r[1] for r in rows] == ["T 1", "greedy"]
     assert rows[0][2] == "80% [70, 90]" and rows[0][3] == "withheld (lengths differ too much)"
-    assert rows[0][5] == "20 (40)" and rows[0][6] == "distinct-2 0.50 (0.70)" and rows[0][7] == "not read"
-    assert rows[1][7].startswith("0/1/0 → 0% [0, 0]") and rows[1][8:] == ["1m 30s", "3.5 GiB"]
+    assert rows[0][4] == rows[0][5] == "—"  # no other reward model, no held-out member
+    assert rows[0][6] == "20 (40)" and rows[0][7] == "distinct-2 0.50 (0.70)" and rows[0][8] == "not read"
+    assert rows[1][8].startswith("0/1/0 → 0% [0, 0]") and rows[1][9:] == ["1m 30s", "3.5 GiB"]
