@@ -46,8 +46,10 @@ class Clock:
         total = time.perf_counter() - self.started
         phases = dict(self.phases)
         phases["other"] = max(0.0, total - sum(phases.values()))
+        from common.planning.measure import peak_memory_gb  # the host peak RSS (no device); imports torch
+
         return {"stage": self.stage, "run": str(self.run_dir) if self.run_dir else None, "total_seconds": round(total, 2),
-                "finished_at": datetime.now().isoformat(timespec="seconds"), "peak_rss_gb": round(peak_rss_gb(), 2),
+                "finished_at": datetime.now().isoformat(timespec="seconds"), "peak_rss_gb": round(peak_memory_gb(), 2),
                 "phases": {k: round(v, 2) for k, v in phases.items()}}
 
     def write(self) -> Path | None:
@@ -62,15 +64,6 @@ class Clock:
 
 
 CLOCK = Clock()
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory in GiB (host memory; a GPU's peak is in PPO's metrics)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20  # bytes on macOS, KiB on Linux
 
 
 def read_timing(run_dir: str | Path) -> dict | None:
