@@ -23,7 +23,7 @@ The variants are listed in a YAML file (docs/bench/chain-variants.yaml):
       member_eval: runs/evaluation/chain-member-rm     # optional: a held-out member of the same recipe
       blind: {sample: docs/bench/chain-blind/default-sample, greedy: docs/bench/chain-blind/default-greedy}
 
-    .venv/bin/python bench/chain_variants.py docs/bench/chain-variants.yaml [--markdown]
+    .venv/bin/python bench/chain_variants.py docs/bench/chain-variants.yaml      (prints a Markdown table)
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ def hollow_text(body: dict, policy: str, baseline: str) -> str:
     return ", ".join(out)
 
 
+def win_text(report: dict | None, decoding: str, policy: str) -> str:
+    """The policy's win-rate over the baseline in one reading of an evaluation, or — without one."""
+    body = reading(report, decoding) if report else {}
+    return pct(body["comparisons"][policy]["win_rate"]) if body.get("comparisons") else "—"
+
+
 def read_eval(folder: str, variant: str) -> dict:
     path = REPO / folder / "eval.json"
     if not path.is_file():
@@ -106,16 +112,13 @@ def rows(variant: dict) -> list[list[str]]:
         comp = body["comparisons"][policy]
         lc = comp.get("lc_win_rate") or {}
         lc_text = pct(lc) if lc.get("mean") is not None else f"withheld ({lc.get('withheld', 'no figure')})"
-        other_body = reading(other, decoding) if other else {}
-        other_text = pct(other_body["comparisons"][policy]["win_rate"]) if other_body.get("comparisons") else "—"
-        member_body = reading(member, decoding) if member else {}
-        member_text = pct(member_body["comparisons"][policy]["win_rate"]) if member_body.get("comparisons") else "—"
         blind = blind_figures(REPO / variant["blind"][decoding], policy) if decoding in variant.get("blind", {}) else None
         blind_text = (f"{blind['better']}/{blind['worse']}/{blind['tie']} → {pct(blind['win'])}; hollow "
                       f"{blind['hollow']['policy']} vs {blind['hollow']['baseline']} of {blind['n']}") if blind else "not read"
         length = f"{body['policies'][policy]['length']['mean']:.0f} ({body['policies'][baseline]['length']['mean']:.0f})"
         out.append([variant["name"], "T 1" if decoding == "sample" else decoding, pct(comp["win_rate"]), lc_text,
-                    other_text, member_text, length, hollow_text(body, policy, baseline), blind_text,
+                    win_text(other, decoding, policy), win_text(member, decoding, policy),
+                    length, hollow_text(body, policy, baseline), blind_text,
                     duration(wall) if wall else "—", f"{max(peaks):.1f} GiB" if peaks else "—"])
     return out
 
