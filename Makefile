@@ -30,7 +30,7 @@ launch = $(if $(DISTRIBUTED),\
 	$(VENV)/bin/deepspeed $(if $(HOSTFILE),--hostfile $(HOSTFILE)) --num_nodes $(NNODES) --num_gpus $(NPROC) --module $(1),\
 	$(PYTHON) -m $(1)) --config $(or $(CONFIG),$(2)) $(DS_ARG) $(ARGS)
 
-.PHONY: setup system-packages test lint sft rm ppo grpo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving bench-chain default-model clean-runs
+.PHONY: setup system-packages test lint sft rm ppo grpo dpo bcq eval export plan loop dashboard annotate chat bench bench-export bench-ppo bench-rollout bench-eval bench-annotation bench-plan bench-estimators bench-active-labels bench-serving bench-chain default-model clean-runs
 
 setup: system-packages $(VENV)/.installed default-model
 
@@ -181,6 +181,11 @@ bench: $(VENV)/.installed
 # PPO against TRL 1.9.2 (its own venv under .cache/bench, made on first use); minutes
 bench-ppo: $(VENV)/.installed
 	$(PYTHON) bench/ppo_speed.py $(ARGS)
+
+# PPO's rollout against its memory-bound floor: the path before, a shared prompt pass, a bf16 sampler
+# (needs runs/sft/default, or ARGS="--policy DIR"; ≈ 3 min)
+bench-rollout: $(VENV)/.installed
+	$(PYTHON) bench/rollout_speed.py $(ARGS)
 
 # what each export kind costs and loses on the default model (or runs/ppo/default): size, load time,
 # tokens/s on this CPU, mean KL to full precision (≈ 5 min; ARGS="--evaluate 50" adds the evaluation stage)

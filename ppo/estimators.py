@@ -72,20 +72,23 @@ def gspo_policy_loss(
 
 def gspo_token_policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-    clip_low: float, clip_high: float,
+    clip_low: float, clip_high: float, weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GSPO-token (Zheng et al. 2025): per-token advantages A (B, T) with a sequence-level ratio.
 
     s_{i,t} = sg[s_i] · π(y_t) / sg[π(y_t)]: its value is the sequence's s_i on every token, its
     gradient s_i ∇log π(y_t); per token max(−A·s, −A·clip(s)), aggregated seq-mean-token-mean.
     With A_{i,t} = A_i on every token it equals `gspo_policy_loss` in value and gradient. Stats as
-    `policy_loss`'s (token means).
+    `policy_loss`'s (token means); `weights` (B, T) as there (the rollout correction's).
     """
     seq = _sequence_log_ratio(logprobs, old_logprobs, mask).detach()  # (B,)
     ratio = torch.exp(logprobs - logprobs.detach() + seq[:, None])  # (B, T)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, "seq-mean-token-mean")
+    per_token = torch.maximum(unclipped, clipped)
+    if weights is not None:
+        per_token = per_token * weights
+    loss = aggregate_loss(per_token, mask, "seq-mean-token-mean")
     with torch.no_grad():
         stats = {
             "approxkl": masked_mean(kl_penalty(old_logprobs, logprobs, "k3"), mask),

@@ -21,6 +21,7 @@ class Experience:
     prompt_len: int  # P
     ended: torch.Tensor  # (B,) bool: the response produced EOS
     logprobs: torch.Tensor | None = None  # (B, T) log π_old(a_t | s_t)
+    rollout_logprobs: torch.Tensor | None = None  # (B, T) log π_rollout(a_t | s_t): the sampler's, when it is another copy
     ref_logprobs: torch.Tensor | None = None  # (B, T) log π_ref(a_t | s_t)
     values: torch.Tensor | None = None  # (B, T) V_old(s_t); None without a critic
     scores: torch.Tensor | None = None  # (B,) sequence reward (normalized, clipped, penalties applied)

@@ -10,6 +10,7 @@ Which estimator combines which advantage, KL placement, loss aggregation and cli
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -220,6 +221,7 @@ def sequence_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Te
 def policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float,
     clip_high: float | None = None, loss_agg_mode: LossAggMode = "token-mean", max_tokens: int | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate (Schulman et al. 2017), per token: max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high)),
     ρ = π/π_old, all (B, T), aggregated by `aggregate_loss(…, loss_agg_mode, max_tokens)`.
@@ -234,13 +236,19 @@ def policy_loss(
     the sampling side: ρ − 1 − log ρ, whose expectation under π_old is exactly KL(π_old ‖ π) (since
     E_π_old[ρ] = 1). For π_old = (½, ½), π = (0.9, 0.1): 0.511 = KL(π_old ‖ π); the reversed form
     (1/ρ − 1) + log ρ gave 1.267. TRL logs ½·(log ρ)² (k2) instead: ≥ 0 too, but biased (0.734 there).
+
+    `weights` (B, T), detached, multiply each token's clipped loss: the rollout correction's
+    importance weights when the replies were sampled by another copy of π_old (`rollout_correction_weights`).
     """
     log_ratio = logprobs - old_logprobs  # (B, T) log ρ
     ratio = torch.exp(log_ratio)
     clip_high = clip if clip_high is None else clip_high
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip_high)
-    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, loss_agg_mode, max_tokens)
+    per_token = torch.maximum(unclipped, clipped)
+    if weights is not None:
+        per_token = per_token * weights
+    loss = aggregate_loss(per_token, mask, loss_agg_mode, max_tokens)
     with torch.no_grad():
         stats = {
             "approxkl": masked_mean(kl_penalty(old_logprobs, logprobs, "k3"), mask),  # KL(π_old ‖ π), a ~ π_old
@@ -248,6 +256,49 @@ def policy_loss(
             "ratio": masked_mean(ratio, mask),
         }
     return loss, stats
+
+
+RolloutCorrection = Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"]
+
+
+def rollout_correction_weights(
+    old_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, mask: torch.Tensor, mode: RolloutCorrection, cap: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Importance weights for replies sampled by a different copy of the policy than the one that
+    scores π_old — bf16 weights on a CPU, an inference engine (vLLM, SGLang) on a cluster. The
+    clipped surrogate assumes the samples came from π_old; they came from π_rollout, so each
+    token's loss is reweighted by w = π_old(y_t) / π_rollout(y_t), bounded by `cap` C:
+
+    - token_truncate: w_t = min(w_t, C) per token (truncated importance sampling, as verl and TRL do
+      for vLLM rollouts); token_mask: w_t where w_t ≤ C, else 0 (the token is dropped);
+    - sequence_truncate / sequence_mask: the reply's product Π_t w_t on each of its tokens, truncated
+      at C, or the whole reply dropped above C.
+
+    All (B, T) log-probabilities; → weights (B, T) (0 off the mask), and stats: the weights' mean
+    and the share truncated or dropped (token means), and the mismatch KL(π_rollout ‖ π_old) per
+    token (k3 with π_rollout the sampling side: w − 1 − log w). For π_old = (½, ¼) and
+    π_rollout = (¼, ½) on two tokens, w = (2, ½): token_truncate at C 1.5 gives (1.5, ½),
+    token_mask (0, ½), and either sequence mode 1 on both (the product is 1).
+    """
+    if cap < 1:
+        raise ValueError(f"rollout correction cap must be ≥ 1, got {cap}")
+    with torch.no_grad():
+        log_w = (old_logprobs - rollout_logprobs).float() * mask  # (B, T)
+        if mode.startswith("sequence"):
+            log_w = log_w.sum(dim=1, keepdim=True).expand_as(log_w)  # (B, T) the reply's log Π_t w_t on each token
+        log_cap = math.log(cap)
+        over = log_w > log_cap  # (B, T) truncated, or dropped
+        weights = torch.exp(log_w.clamp(max=log_cap))
+        if mode.endswith("mask"):
+            weights = torch.where(over, torch.zeros_like(weights), weights)
+        weights = weights * mask
+        token_log_w = (old_logprobs - rollout_logprobs).float()
+        stats = {
+            "weight": masked_mean(weights, mask),
+            "capped": masked_mean(over.float(), mask),
+            "mismatch_kl": masked_mean(torch.exp(token_log_w) - 1 - token_log_w, mask),
+        }
+    return weights, stats
 
 
 def value_loss(

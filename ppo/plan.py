@@ -1,7 +1,8 @@
 """Memory plan of the PPO stage (common/planning/formulas.py) — every model one rank holds, and its two
 phases: generating a rollout batch (KV cache) and training on mini-batches (activations).
 
-    policy      LoRA (reference = adapters off) or full (reference = a frozen copy)
+    policy      LoRA (reference = adapters off) or full (reference = a frozen copy); with
+                `rollout_precision: bf16` also the sampler, a whole bf16 copy
     critic      GAE only: a separate model (initialised from the reward model; its lowest
                 `critic_freeze_layers` frozen) or a value head on the policy
     reward      the reward model, frozen (none with rule-based rewards); an ensemble's every member,
@@ -48,6 +49,9 @@ def plan(cfg: PPOStageConfig, setup: Setup) -> Plan:
         rows.append(critic)
     elif cfg.uses_critic:
         rows[0].trainable += arch.hidden + 1
+    if cfg.rollout_precision == "bf16":  # the sampler: a whole bf16 copy of the policy (never ZeRO-partitioned)
+        rows.append(Row("sampler (bf16 copy)", params=arch.params, weights=arch.params * 2.0,
+                        note="rollout_precision: bf16; refreshed before each rollout"))
     for name, folders in (("reward model", proxy), ("gold reward model", gold)):  # an ensemble: one row a member
         for i, folder in enumerate(folders):
             label = f"{name} {i + 1}" if len(folders) > 1 else name

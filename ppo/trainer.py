@@ -46,11 +46,14 @@ from ppo.losses import (
     reinforce_baseline_advantages,
     reinforce_pp_advantages,
     rloo_advantages,
+    rollout_correction_weights,
     sequence_to_tokens,
     token_rewards,
     value_loss,
 )
 from ppo.models import Critic, PolicyModel, wrap_lora
+
+ROLLOUT_DTYPES = {"bf16": torch.bfloat16}
 
 # (prompts, responses, experience) → scores (B,)
 ScoreFn = Callable[[list[Prompt], list[str], "Experience"], torch.Tensor]
@@ -68,6 +71,13 @@ class PPOTrainer:
         self.cfg, self.tokenizer, self.score_fn = cfg, tokenizer, score_fn
         self.device = distributed.device()
         self.generate_kwargs = self._generation_options(ds)  # first: a bad combination fails before any model work
+        # the sampler: the trained model itself, or a lower-precision copy refreshed before each rollout
+        self.rollout_policy = None
+        if cfg.rollout_precision != "same":
+            if zero_stage(ds) == 3:
+                raise ConfigError(f"rollout_precision: {cfg.rollout_precision} keeps a whole copy of the policy on each "
+                                  f"rank, which ZeRO-3 ({cfg.deepspeed}) partitions; set rollout_precision: same")
+            self.rollout_policy = copy.deepcopy(policy).to(ROLLOUT_DTYPES[cfg.rollout_precision]).eval().requires_grad_(False)
         if cfg.finetune == "full":  # the reference is a frozen copy (partitioned under ZeRO-3)
             self.ref_policy = inference_module(copy.deepcopy(policy), ds)
         else:  # the reference is the same weights with the adapters switched off: no second copy
@@ -179,6 +189,49 @@ class PPOTrainer:
         return {"cache_implementation": "static", "compile_config": compile_config}
 
     @torch.no_grad()
+    def _refresh_rollout_policy(self) -> None:
+        """Copy the trained weights into the sampler, cast to its precision: for a LoRA policy each
+        adapted layer's merged weight W + ΔW (the live model stays unmerged), for a full one every
+        trained parameter. The frozen rest was copied once, at the start."""
+        from peft.tuners.lora import LoraLayer
+
+        target = dict(self.rollout_policy.named_modules())
+        if self.cfg.finetune == "full":
+            params = dict(self.rollout_policy.named_parameters())
+            for name, p in self.policy.named_parameters():
+                if p.requires_grad:
+                    params[name].copy_(p)
+            return
+        prefix = "base_model.model."  # PEFT's wrapper around the language model
+        for name, module in self.policy.named_modules():
+            if isinstance(module, LoraLayer):
+                weight = module.get_base_layer().weight
+                for adapter in module.active_adapters:
+                    weight = weight + module.get_delta_weight(adapter)
+                target[name.removeprefix(prefix)].weight.copy_(weight)
+
+    @staticmethod
+    def _sampled_logprobs(step_logits: tuple[torch.Tensor, ...], tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+        """log π_rollout of the sampled tokens (B, T') from `generate`'s raw logits, one (B, V) per
+        step, at the sampling temperature (as π_old is scored), one step at a time: never (B, T', V)."""
+        return torch.stack([
+            torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, tokens[:, t, None]).squeeze(-1)
+            for t, logits in enumerate(step_logits)
+        ], dim=1)
+
+    @staticmethod
+    def _prefill_once(sampler: nn.Module, batch, k: int):
+        """The KV cache of every prompt but its last token, computed once per distinct prompt and
+        repeated for its k samples (the batch holds each prompt k times in a row): `generate` then
+        runs the last prompt token and decodes. The same cache as k separate prompt passes, at 1/k
+        of their cost. → a DynamicCache over P − 1 positions, B rows."""
+        ids, mask = batch["input_ids"][::k, :-1], batch["attention_mask"][::k, :-1]  # (B/k, P−1)
+        out = sampler(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                      use_cache=True, logits_to_keep=1)
+        out.past_key_values.batch_repeat_interleave(k)
+        return out.past_key_values
+
+    @torch.no_grad()
     def rollout(self, prompts: list[Prompt]) -> Experience:
         cfg, tok = self.cfg, self.tokenizer
         texts = [tok.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False) for p in prompts]
@@ -191,10 +244,18 @@ class PPOTrainer:
         # weight at every decoding step, which costs more than bf16 matmuls save at rollout batch sizes
         # (AMX CPU, batch 8 × 48 tokens: 9.8 s under autocast, 7.1 s in fp32). Compiled path: under
         # autocast its static cache would get fp32 keys (RoPE promotes them) but bf16 values.
-        eager_gpu = not self.generate_kwargs and self.device.type == "cuda"
+        eager_gpu = not self.generate_kwargs and self.device.type == "cuda" and self.rollout_policy is None
         precision = self._autocast() if eager_gpu else contextlib.nullcontext()
+        sampler = self.policy
+        if self.rollout_policy is not None:  # a copy in its own precision: its logits come back for the correction
+            self._refresh_rollout_policy()
+            sampler = self.rollout_policy
+        k = cfg.samples_per_prompt
+        shared = (cfg.shared_prefill and k > 1 and not self.generate_kwargs and len(texts) % k == 0
+                  and all(texts[i] == texts[i - i % k] for i in range(len(texts))))
         with self.actor.generation_context(), precision:
-            out = self.policy.generate(
+            cache = {"past_key_values": self._prefill_once(sampler, batch, k)} if shared else {}
+            out = sampler.generate(
                 **batch,
                 do_sample=True,
                 max_new_tokens=cfg.max_new_tokens,
@@ -204,17 +265,23 @@ class PPOTrainer:
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
                 use_cache=True,
+                output_logits=sampler is not self.policy,
+                return_dict_in_generate=True,
+                **cache,
                 **self.generate_kwargs,
-            )  # (B, P + T'), T' ≤ max_new_tokens
+            )
         prompt_len = batch["input_ids"].shape[1]
-        responses = out[:, prompt_len:]
+        responses = out.sequences[:, prompt_len:]  # (B, T'), T' ≤ max_new_tokens
         is_eos = responses == tok.eos_token_id
         ended = is_eos.any(dim=1)
         first_eos = torch.where(ended, is_eos.float().argmax(dim=1), torch.full_like(ended, responses.shape[1], dtype=torch.long))
         positions = torch.arange(responses.shape[1], device=self.device)[None, :]
         response_mask = (positions <= first_eos[:, None]).float()  # up to and including EOS
         attention_mask = torch.cat([batch["attention_mask"], response_mask.long()], dim=1)
-        return Experience(out, attention_mask, response_mask, prompt_len, ended)
+        exp = Experience(out.sequences, attention_mask, response_mask, prompt_len, ended)
+        if sampler is not self.policy:
+            exp.rollout_logprobs = self._sampled_logprobs(out.logits, responses, cfg.temperature) * response_mask
+        return exp
 
     # ------------------------------------------------------------------ 2. score
 
@@ -335,12 +402,19 @@ class PPOTrainer:
                     exp.logprobs[rows] = logprobs.detach()
                 token_entropy = entropy_from_logits(logits)  # (b, T)
                 entropy = masked_mean(token_entropy, mask)
+                weights, c_stats = None, {}
+                if exp.rollout_logprobs is not None:  # sampled by another copy: π_old / π_rollout, bounded
+                    weights, c_stats = rollout_correction_weights(exp.logprobs[rows], exp.rollout_logprobs[rows], mask,
+                                                                  cfg.rollout_correction or "token_truncate",
+                                                                  cfg.rollout_correction_cap)
+                    if cfg.rollout_correction is None:  # measured, not applied
+                        weights = None
                 if cfg.policy_ratio == "sequence":  # GSPO: one clipped ratio per reply
                     p_loss, p_stats = gspo_token_policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask,
-                                                             cfg.cliprange, cfg.cliprange_high or cfg.cliprange)
+                                                             cfg.cliprange, cfg.cliprange_high or cfg.cliprange, weights)
                 else:
                     p_loss, p_stats = policy_loss(logprobs, exp.logprobs[rows], exp.advantages[rows], mask, cfg.cliprange,
-                                                  cfg.cliprange_high, cfg.loss_agg_mode, cfg.max_new_tokens)
+                                                  cfg.cliprange_high, cfg.loss_agg_mode, cfg.max_new_tokens, weights)
                 loss = p_loss - cfg.entropy_coef * aggregate_loss(token_entropy, mask, cfg.loss_agg_mode, cfg.max_new_tokens)
                 if not cfg.kl_in_reward:  # k2/k3 as a loss term, clamped so one token cannot dominate
                     kl = kl_penalty(logprobs, exp.ref_logprobs[rows], cfg.kl_estimator, clamp=True)
@@ -349,6 +423,7 @@ class PPOTrainer:
                 figures = {"loss/policy_avg": p_loss.item(), "policy/entropy_avg": entropy.item(),
                            "policy/approxkl_avg": p_stats["approxkl"].item(),
                            "policy/clipfrac_avg": p_stats["clipfrac"].item()}
+                figures.update({f"rollout/{k}": v.item() for k, v in c_stats.items()})
                 ratios.append(p_stats["ratio"].item())
                 if shared:  # one trunk: one backward through policy and value losses together
                     v_loss, v_stats = value_loss(values, exp.values[rows], exp.returns[rows], mask, cfg.cliprange_value)

@@ -172,3 +172,16 @@ def test_a_stage_refuses_a_run_that_cannot_fit_before_writing_anything(tmp_path)
     with pytest.raises(ConfigError, match=r"memory plan .* exceeds .*--memory_check false runs anyway"):
         sft_main(argv)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_bf16_sampler_is_one_more_row_of_half_the_policys_bytes(monkeypatch):
+    from ppo.config import PPOStageConfig
+
+    monkeypatch.chdir(REPO)
+    plans = {p: plan_for("ppo", parse_args(PPOStageConfig, ["--config", "configs/ppo/tiny.yaml", "--rollout_precision", p]),
+                         Setup(device="cpu")) for p in ("same", "bf16")}
+    extra = [r for r in plans["bf16"].rows if r.name == "sampler (bf16 copy)"]
+    assert len(extra) == 1 and not any(r.name.startswith("sampler") for r in plans["same"].rows)
+    policy = plans["same"].rows[0]  # LoRA: the model's weights plus the adapters'; the sampler holds merged weights
+    assert extra[0].weights == 2 * extra[0].params == 2 * (policy.params - policy.trainable)
+    assert plans["bf16"].total == plans["same"].total + extra[0].weights
