@@ -134,6 +134,7 @@ def main() -> None:
                    "tokens": int(exp.response_mask.sum())}
             if exp.rollout_logprobs is not None:
                 with torch.no_grad():
+                    trainer._prefixes(exp)  # the frozen layers' output, as the score phase computes it
                     logits, _ = trainer._actor(exp)
                 old = torch.log_softmax(logits, -1).gather(-1, exp.responses[..., None]).squeeze(-1)
                 _, stats = rollout_correction_weights(old, exp.rollout_logprobs, exp.response_mask, "token_truncate", 2.0)

@@ -102,10 +102,12 @@ def test_the_bf16_sampler_follows_the_trained_weights(tiny_model_dir, finetune):
         live_logits = trainer.policy(**ids).logits
         copy_logits = copy.deepcopy(trainer.rollout_policy).float()(**ids).logits
     assert (live_logits - copy_logits).abs().max() < 0.05
-    logits, _ = trainer._actor(exp)
+    with torch.no_grad():
+        trainer._prefixes(exp)  # the frozen layers' output, as the score phase computes it
+        logits, _ = trainer._actor(exp)
     old = torch.log_softmax(logits, -1).gather(-1, exp.responses[..., None]).squeeze(-1) * exp.response_mask
     gap = (old - exp.rollout_logprobs).abs()[exp.response_mask.bool()]
-    assert 0 < gap.mean() < 0.1, gap.mean()  # bf16 arithmetic: near, not equal
+    assert 0 < gap.mean() < 0.01 and gap.max() < 0.05, gap  # bf16 rounding (measured: mean 8e-4–1e-3, max 3e-3–5e-3)
     for key in ("rollout/weight", "rollout/capped", "rollout/mismatch_kl"):
         assert math.isfinite(stats[key]), key
     assert 0.9 < stats["rollout/weight"] < 1.1 and stats["rollout/mismatch_kl"] < 0.01
