@@ -137,7 +137,7 @@ class PPOStageConfig(RunOptions):
     )
     rollout_precision: Literal["same", "bf16"] = param(
         "same", help="bf16 = sample from a bf16 copy of the policy (half the bytes streamed per decoded token; "
-        "≈ 1.5× faster decoding on an AVX512-BF16 CPU, docs/bench/rollout-precision-2026-12-07.md), refreshed from the "
+        "≈ 1.9× faster decoding on an AVX512-BF16 CPU, docs/bench/rollout-precision-2026-12-07.md), refreshed from the "
         "trained weights before each rollout; π_old is still scored in the training precision and the difference "
         "corrected by rollout_correction. same = sample from the trained model itself"
     )
