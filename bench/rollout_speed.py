@@ -83,7 +83,7 @@ def main() -> None:
     from common.models import load_model_and_tokenizer
     from common.rewards.mixer import load_domains
     from ppo.config import PPOStageConfig
-    from ppo.losses import rollout_correction_weights
+    from ppo.losses import logprobs_of, rollout_correction_weights
     from ppo.trainer import PPOTrainer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,7 +125,7 @@ def main() -> None:
             steps = exp.responses.shape[1] - 1  # decoding steps after the first token
             own = weight_bytes(sampler)
             element = next(sampler.parameters()).element_size()
-            fp32_bytes = sum(p.numel() * 4 for p in {p.data_ptr(): p for p in sampler.parameters()}.values())
+            fp32_bytes = own // element * 4  # the same parameters, 4 bytes each
             kv = kv_bytes_per_position(sampler.config, len(batch), element)
             row = {"wall_s": wall, "prefill_s": prefill, "steps": steps, "decode_s": wall - prefill,
                    "floor_fp32_s": floor_seconds(fp32_bytes, kv_bytes_per_position(sampler.config, len(batch), 4),
@@ -136,7 +136,7 @@ def main() -> None:
                 with torch.no_grad():
                     trainer._prefixes(exp)  # the frozen layers' output, as the score phase computes it
                     logits, _ = trainer._actor(exp)
-                old = torch.log_softmax(logits, -1).gather(-1, exp.responses[..., None]).squeeze(-1)
+                old = logprobs_of(logits, exp.responses)
                 _, stats = rollout_correction_weights(old, exp.rollout_logprobs, exp.response_mask, "token_truncate", 2.0)
                 row |= {"mismatch_kl": stats["mismatch_kl"].item(), "capped": stats["capped"].item()}
             runs[name].append(row)
@@ -149,11 +149,10 @@ def main() -> None:
     for name, rows in runs.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         sampler = trainers[name].rollout_policy or trainers[name].policy
-        label = name
         per_step = med["decode_s"] / max(med["steps"], 1)
         fp32_ratio, own_ratio = (med["decode_s"] / med[k] if med[k] else float("nan") for k in ("floor_fp32_s", "floor_own_s"))
         mismatch = (f"{med['mismatch_kl']:.1e} | {med['capped'] * 100:.2f}%" if "mismatch_kl" in med else "— | —")
-        print(f"| {label} | {weight_bytes(sampler) / 2**20:.0f} MiB | {med['wall_s']:.2f} s | {med['prefill_s']:.2f} s | "
+        print(f"| {name} | {weight_bytes(sampler) / 2**20:.0f} MiB | {med['wall_s']:.2f} s | {med['prefill_s']:.2f} s | "
               f"{med['steps']:.0f} | {med['decode_s']:.2f} s ({per_step * 1e3:.0f} ms/step) | {med['floor_fp32_s']:.2f} s | "
               f"{fp32_ratio:.2f}× | {med['floor_own_s']:.2f} s | {own_ratio:.2f}× | {mismatch} |")
         out[name] = med

@@ -214,10 +214,8 @@ class PPOTrainer:
     def _sampled_logprobs(step_logits: tuple[torch.Tensor, ...], tokens: torch.Tensor, temperature: float) -> torch.Tensor:
         """log π_rollout of the sampled tokens (B, T') from `generate`'s raw logits, one (B, V) per
         step, at the sampling temperature (as π_old is scored), one step at a time: never (B, T', V)."""
-        return torch.stack([
-            torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, tokens[:, t, None]).squeeze(-1)
-            for t, logits in enumerate(step_logits)
-        ], dim=1)
+        return torch.cat([logprobs_of(logits[:, None] / temperature, tokens[:, t, None])
+                          for t, logits in enumerate(step_logits)], dim=1)
 
     @staticmethod
     def _prefill_once(sampler: nn.Module, batch, k: int):
